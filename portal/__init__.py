@@ -1,0 +1,74 @@
+"""Member portal with two-step verification."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from . import config as config_module
+from .extensions import babel, csrf, db, login_manager, mail, migrate
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then the environment, then ``config`` (tests' overrides)."""
+    instance_path = os.environ.get("PORTAL_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    app.config.update(config_module.DEFAULTS)
+    app.config.update(config_module.from_environment(os.environ))
+    if config:
+        app.config.update(config)
+    config_module.finalise(app.config, app.instance_path)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    csrf.init_app(app)
+    mail.init_app(app)
+    babel.init_app(app, locale_selector=lambda: "ja")
+    from flask_babel import format_date, format_datetime, get_locale
+
+    app.jinja_env.globals.update(
+        get_locale=get_locale, format_date=format_date, format_datetime=format_datetime
+    )
+    login_manager.init_app(app)
+
+    from .twofactor import crypto
+
+    crypto.init_app(app)
+
+    from . import errors, security, sessions
+
+    errors.init_app(app)
+    security.init_app(app)
+    sessions.init_app(app)
+
+    from .auth import bp as auth_bp
+    from .main import bp as main_bp
+    from .settings import bp as settings_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(settings_bp)
+
+    from . import cli
+
+    cli.init_app(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """WAL lets readers run beside a writer; the busy timeout makes concurrent writers
+    wait for the lock instead of failing with 'database is locked'."""
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

@@ -1,0 +1,112 @@
+"""Command-line tools: ``flask --app wsgi members …``, ``demo-accounts``, ``keys rotate``."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from . import members
+from .extensions import db
+
+members_cli = AppGroup("members", help="Create members and set passwords.")
+keys_cli = AppGroup("keys", help="Manage encryption keys for secrets at rest.")
+
+
+def fail(message: str) -> None:
+    """One clear line on stderr and exit status 1; nothing has been written."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def read_password() -> str:
+    data = sys.stdin.readline()
+    return data.rstrip("\r\n")
+
+
+@members_cli.command("create")
+@click.argument("login_id")
+@click.option("--email", required=True, help="Member's email address.")
+@click.option("--name", default="", help="Display name.")
+@click.option("--phone", default="", help="Phone number.")
+@click.option("--operator", is_flag=True, help="Give access to the admin area.")
+@click.option(
+    "--password-stdin", "password_stdin", is_flag=True, help="Read the password from stdin."
+)
+def create_member(login_id, email, name, phone, operator, password_stdin):
+    """Create a member."""
+    if not password_stdin:
+        fail("--password-stdin is required (passwords never go on the command line)")
+    try:
+        member = members.create(
+            login_id,
+            email=email,
+            password=read_password(),
+            name=name,
+            phone=phone,
+            is_operator=operator,
+        )
+    except members.MemberError as exc:
+        db.session.rollback()
+        fail(str(exc))
+    click.echo(f"Created member {member.login_id}")
+
+
+@members_cli.command("set-password")
+@click.argument("login_id")
+@click.option("--password-stdin", "password_stdin", is_flag=True, help="Read from stdin.")
+def set_password(login_id, password_stdin):
+    """Set a member's password (their sessions end)."""
+    if not password_stdin:
+        fail("--password-stdin is required (passwords never go on the command line)")
+    member = members.find(login_id)
+    if member is None:
+        fail(f"no member with login ID {login_id!r}")
+    try:
+        members.set_password(member, read_password())
+    except members.MemberError as exc:
+        db.session.rollback()
+        fail(str(exc))
+    click.echo(f"Password set for {member.login_id}")
+
+
+@click.command("demo-accounts")
+def demo_accounts():
+    """Make sure ``demo`` and ``admin`` exist, give both fresh passwords, print them."""
+    for login_id, operator in (("demo", False), ("admin", True)):
+        password = secrets.token_urlsafe(12)
+        member = members.find(login_id)
+        if member is None:
+            members.create(
+                login_id,
+                email=f"{login_id}@example.com",
+                password=password,
+                name="デモ会員" if not operator else "デモ管理者",
+                is_operator=operator,
+            )
+        else:
+            members.set_password(member, password)
+        click.echo(f"  {login_id:<6} password: {password}")
+
+
+@keys_cli.command("rotate")
+def rotate_keys():
+    """Re-encrypt stored TOTP secrets under the first key in PORTAL_ENCRYPTION_KEYS."""
+    from .twofactor import totp
+    from .twofactor.crypto import SecretTampered
+
+    try:
+        count = totp.rotate_secrets()
+    except SecretTampered:
+        db.session.rollback()
+        fail("a stored secret could not be decrypted with any configured key; nothing changed")
+    click.echo(f"Re-encrypted {count} secrets")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(members_cli)
+    app.cli.add_command(keys_cli)
+    app.cli.add_command(demo_accounts)

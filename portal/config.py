@@ -1,0 +1,163 @@
+"""Configuration: every default in one place, then the environment (12-factor).
+
+Each ``PORTAL_*`` variable is read by an explicit parser, because ``from_prefixed_env``
+would turn ``PORTAL_HTTPS=no`` into a truthy string. A value that does not parse stops
+start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "PORTAL_ENV": "production",
+    "SECRET_KEY": None,
+    "SQLALCHEMY_DATABASE_URI": None,  # filled with the instance-folder SQLite file
+    "SQLALCHEMY_ENGINE_OPTIONS": {},
+    "PORTAL_ENCRYPTION_KEYS": None,  # list[str] of Fernet keys, newest first
+    "PORTAL_HMAC_KEY": None,
+    "PORTAL_ISSUER": "Member Portal",
+    "PORTAL_HTTPS": False,
+    "PORTAL_SESSION_HOURS": 12,
+    # Two-step verification rules (SPEC "Sign-in flow", core issue)
+    "PORTAL_PENDING_SECONDS": 5 * 60,
+    "PORTAL_REAUTH_SECONDS": 10 * 60,
+    "PORTAL_TFA_MAX_FAILURES": 10,
+    "PORTAL_TFA_LOCK_SECONDS": 15 * 60,
+    "PORTAL_ENROLMENT_SECONDS": 30 * 60,
+    "PORTAL_RECOVERY_LOW": 3,
+    # argon2-cffi defaults unless a test asks for cheaper ones
+    "PORTAL_ARGON2_PARAMS": None,
+    "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+    "BABEL_DEFAULT_LOCALE": "ja",
+    "BABEL_DEFAULT_TIMEZONE": "Asia/Tokyo",
+}
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up for a missing or malformed setting; the message names it."""
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be one of 1/true/yes or 0/false/no, not {raw!r}")
+
+
+def parse_int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def parse_str(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(f"{name} is set but empty")
+    return value
+
+
+def parse_list(name: str, raw: str) -> list[str]:
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not items:
+        raise ConfigError(f"{name} is set but lists nothing")
+    return items
+
+
+def parse_env_name(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"development", "production"}:
+        raise ConfigError(f"{name} must be 'development' or 'production', not {raw!r}")
+    return value
+
+
+def parse_database_url(name: str, raw: str) -> str:
+    value = parse_str(name, raw)
+    # Heroku-style URLs name a dialect SQLAlchemy 2 no longer accepts.
+    if value.startswith("postgres://"):
+        value = "postgresql://" + value[len("postgres://") :]
+    return value
+
+
+# environment variable -> (config key, parser)
+ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "PORTAL_ENV": ("PORTAL_ENV", parse_env_name),
+    "SECRET_KEY": ("SECRET_KEY", parse_str),
+    "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", parse_database_url),
+    "PORTAL_ENCRYPTION_KEYS": ("PORTAL_ENCRYPTION_KEYS", parse_list),
+    "PORTAL_HMAC_KEY": ("PORTAL_HMAC_KEY", parse_str),
+    "PORTAL_ISSUER": ("PORTAL_ISSUER", parse_str),
+    "PORTAL_HTTPS": ("PORTAL_HTTPS", parse_bool),
+    "PORTAL_SESSION_HOURS": ("PORTAL_SESSION_HOURS", lambda n, r: parse_int(n, r, 1)),
+}
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Parse the variables that are set; unset ones keep their defaults."""
+    values: dict[str, Any] = {}
+    for variable, (key, parser) in ENVIRONMENT.items():
+        raw = environ.get(variable)
+        if raw is not None:
+            values[key] = parser(variable, raw)
+    return values
+
+
+def development_secret_key(instance_path: str) -> str:
+    """One key generated once into the instance folder, so restarts and workers agree.
+
+    The key file is linked into place atomically: when several workers start at once,
+    exactly one link succeeds and every worker reads the winner's key.
+    """
+    folder = Path(instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "secret_key"
+    if not target.exists():
+        tmp = folder / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return target.read_text().strip()
+
+
+def finalise(config: dict[str, Any], instance_path: str) -> None:
+    """Fill derived values and refuse to start with an unsafe configuration."""
+    if not config.get("SECRET_KEY"):
+        if config["PORTAL_ENV"] == "development" or config.get("TESTING"):
+            config["SECRET_KEY"] = development_secret_key(instance_path)
+        else:
+            raise ConfigError(
+                "SECRET_KEY is not set. Set it to a long random value "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
+                "or set PORTAL_ENV=development on a developer machine."
+            )
+    if not config.get("SQLALCHEMY_DATABASE_URI"):
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(Path(instance_path) / "portal.db")
+
+    https = bool(config["PORTAL_HTTPS"])
+    config["SESSION_COOKIE_SECURE"] = https
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    # __Host- cookies must be Secure, host-only and Path=/; only possible behind TLS.
+    config["SESSION_COOKIE_NAME"] = "__Host-portal_session" if https else "portal_session"
+    config["PREFERRED_URL_SCHEME"] = "https" if https else "http"
+    config["REMEMBER_COOKIE_SECURE"] = https
+    config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=int(config["PORTAL_SESSION_HOURS"]))

@@ -1,0 +1,43 @@
+"""Error pages in the member's language; htmx gets the same box as a partial."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from .htmx import render
+
+
+def _page(status: int, title: str, message: str):
+    return render("errors/error.html", "errors/_error.html", status, title=title, message=message)
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return _page(
+            400,
+            _("操作を完了できませんでした"),
+            _(
+                "ページの有効期限が切れたか、不正な送信です。ページを再読み込みしてから、もう一度お試しください。"
+            ),
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        messages = {
+            403: _("このページを表示する権限がありません。"),
+            404: _("お探しのページは見つかりませんでした。"),
+            405: _("この操作は許可されていません。"),
+            429: _("リクエストが多すぎます。しばらくしてから再度お試しください。"),
+        }
+        message = messages.get(exc.code or 500, _("リクエストを処理できませんでした。"))
+        return _page(exc.code or 500, _("エラー"), message)
+
+    @app.errorhandler(500)
+    def server_error(exc):
+        return _page(
+            500, _("エラー"), _("エラーが発生しました。しばらくしてから再度お試しください。")
+        )

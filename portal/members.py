@@ -1,0 +1,144 @@
+"""Members: the rules for IDs, passwords and contact fields, and password hashing."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+from sqlalchemy import update
+
+from .extensions import db
+from .models import Member
+
+LOGIN_ID_RE = re.compile(r"[A-Za-z0-9._-]{3,64}")
+# Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is proven
+# by the codes we send, not by a regex.
+EMAIL_RE = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
+PASSWORD_MIN = 12
+PASSWORD_MAX = 1024
+
+
+class MemberError(ValueError):
+    """Input that breaks a member rule; the message is shown to the person as-is."""
+
+
+def login_key(login_id: str) -> str:
+    return login_id.strip().lower()
+
+
+def check_login_id(login_id: str) -> str:
+    value = login_id.strip()
+    if not LOGIN_ID_RE.fullmatch(value):
+        raise MemberError("ログインIDは3〜64文字の半角英数字と「. _ -」で入力してください。")
+    return value
+
+
+def check_password_rule(password: str) -> str:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise MemberError(
+            f"パスワードは{PASSWORD_MIN}文字以上{PASSWORD_MAX}文字以内で入力してください。"
+        )
+    return password
+
+
+def check_email(email: str) -> str:
+    value = email.strip()
+    if len(value) > 254 or not EMAIL_RE.fullmatch(value):
+        raise MemberError("メールアドレスの形式が正しくありません。")
+    return value
+
+
+def hasher() -> PasswordHasher:
+    """argon2id with argon2-cffi's defaults; tests may ask for cheaper parameters."""
+    ph = current_app.extensions.get("portal.password_hasher")
+    if ph is None:
+        params = current_app.config.get("PORTAL_ARGON2_PARAMS") or {}
+        ph = current_app.extensions["portal.password_hasher"] = PasswordHasher(**params)
+    return ph
+
+
+def _dummy_hash() -> str:
+    dummy = current_app.extensions.get("portal.dummy_hash")
+    if dummy is None:
+        dummy = current_app.extensions["portal.dummy_hash"] = hasher().hash("not a password")
+    return dummy
+
+
+def hash_password(password: str) -> str:
+    return hasher().hash(password)
+
+
+def find(login_id: str) -> Member | None:
+    return db.session.scalar(db.select(Member).where(Member.login_key == login_key(login_id)))
+
+
+def authenticate(login_id: str, password: str) -> Member | None:
+    """The member if the password matches, else None.
+
+    An unknown ID is checked against a dummy hash, so both failures cost one argon2
+    verification and take the same time (no account enumeration by timing).
+    """
+    member = find(login_id) if LOGIN_ID_RE.fullmatch(login_id.strip()) else None
+    stored = member.password_hash if member is not None else _dummy_hash()
+    try:
+        hasher().verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if member is None:
+        return None
+    if hasher().check_needs_rehash(stored):
+        member.password_hash = hash_password(password)
+        db.session.commit()
+    return member
+
+
+def create(
+    login_id: str,
+    *,
+    email: str,
+    password: str,
+    name: str = "",
+    phone: str = "",
+    is_operator: bool = False,
+    now: datetime | None = None,
+) -> Member:
+    login_id = check_login_id(login_id)
+    email = check_email(email)
+    check_password_rule(password)
+    if find(login_id) is not None:
+        raise MemberError(f"ログインID「{login_id}」は既に使われています。")
+    member = Member(
+        login_id=login_id,
+        login_key=login_key(login_id),
+        name=name.strip(),
+        email=email,
+        phone=phone.strip(),
+        password_hash=hash_password(password),
+        is_operator=is_operator,
+    )
+    if now is not None:
+        member.created_at = member.updated_at = now
+    db.session.add(member)
+    db.session.commit()
+    return member
+
+
+def set_password(member: Member, password: str) -> None:
+    """New password; every existing session of the member ends with it."""
+    check_password_rule(password)
+    member.password_hash = hash_password(password)
+    member.session_generation += 1
+    db.session.commit()
+
+
+def end_sessions(member: Member) -> None:
+    """Invalidate every cookie issued to this member (sign-out, password change)."""
+    db.session.execute(
+        update(Member)
+        .where(Member.id == member.id)
+        .values(session_generation=Member.session_generation + 1)
+    )
+    db.session.commit()

@@ -1,0 +1,148 @@
+"""SQLAlchemy models. Every change here lands with its migration in ``migrations/``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite stores no zone, so values come back naive; comparing them with aware ``now``
+    values would raise. This type normalises both directions.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Member(db.Model):
+    __tablename__ = "member"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # As typed at creation, for display; ``login_key`` is the lowercased identity.
+    login_id: Mapped[str] = mapped_column(String(64))
+    login_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Bumped at sign-out (and later password change/reset): every cookie naming an
+    # older generation stops working, so a copied cookie dies with the session.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Consecutive wrong second-step attempts and the lock they cause; kept here, not in
+    # the session, so a fresh password sign-in does not reset them.
+    tfa_failures: Mapped[int] = mapped_column(Integer, default=0)
+    tfa_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_second_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    totp: Mapped[TotpCredential | None] = relationship(
+        back_populates="member", uselist=False, cascade="all, delete-orphan"
+    )
+
+    # Flask-Login: the id carries the generation, so older cookies no longer load.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_generation}"
+
+    def __repr__(self) -> str:
+        return f"<Member {self.login_key}>"
+
+
+class TotpCredential(db.Model):
+    """A confirmed authenticator app. One per member; replacing swaps the secret in place."""
+
+    __tablename__ = "totp_credential"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("member.id", ondelete="CASCADE"), unique=True, index=True
+    )
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    # Highest accepted 30-second step: a code is accepted once (replay protection).
+    last_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    member: Mapped[Member] = relationship(back_populates="totp")
+
+
+class TotpEnrolment(db.Model):
+    """A secret shown to the member but not yet proven by a code.
+
+    Kept in the database, never in the cookie session (Flask only signs it), and
+    dropped once confirmed or expired.
+    """
+
+    __tablename__ = "totp_enrolment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("member.id", ondelete="CASCADE"), unique=True, index=True
+    )
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RecoveryCode(db.Model):
+    __tablename__ = "recovery_code"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    # HMAC-SHA256 of the canonical code, hex: a database leak reveals no usable code.
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+__all__ = [
+    "Member",
+    "RecoveryCode",
+    "TotpCredential",
+    "TotpEnrolment",
+    "utcnow",
+]

@@ -1,0 +1,141 @@
+"""The signed-in session and the pending one between the two steps.
+
+The cookie session is signed, not encrypted: it holds only ids, a generation number
+and timestamps, never a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, flash, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from .extensions import db, login_manager
+from .htmx import is_htmx, redirect_to
+from .models import Member
+
+PENDING = "pending"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only a local path: ``/…``, never ``//host``, a backslash (browsers read it as a
+    slash), a scheme, or control characters."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+@dataclass
+class Pending:
+    member: Member
+    next: str | None
+
+
+def begin_pending(member: Member, next_url: str | None) -> None:
+    """Password accepted, second step owed. Nothing from before sign-in is carried over."""
+    session.clear()
+    session[PENDING] = {
+        "mid": member.id,
+        "gen": member.session_generation,
+        "at": now().timestamp(),
+        "next": safe_next(next_url),
+    }
+
+
+def pending(expired_ok: bool = False) -> Pending | None:
+    """The pending sign-in, or None if there is none, it expired (5 minutes), or the
+    member's sessions were ended meanwhile."""
+    data = session.get(PENDING)
+    if not isinstance(data, dict):
+        return None
+    age = now().timestamp() - float(data.get("at", 0))
+    if age > current_app.config["PORTAL_PENDING_SECONDS"] and not expired_ok:
+        return None
+    member = db.session.get(Member, data.get("mid"))
+    if member is None or member.session_generation != data.get("gen"):
+        return None
+    return Pending(member, data.get("next"))
+
+
+def has_pending_data() -> bool:
+    return PENDING in session
+
+
+def complete_sign_in(member: Member, *, second_step: bool) -> None:
+    """Full sign-in: the session is cleared and rebuilt, so nothing set before sign-in
+    (a planted value, an old CSRF token) survives."""
+    session.clear()
+    login_user(member)
+    session.permanent = True
+    stamp = now().timestamp()
+    session["auth_at"] = stamp
+    if second_step:
+        session["tfa_at"] = stamp
+
+
+def mark_reauthenticated(*, second_step: bool) -> None:
+    stamp = now().timestamp()
+    session["auth_at"] = stamp
+    if second_step:
+        session["tfa_at"] = stamp
+
+
+def is_fresh(has_two_factor: bool) -> bool:
+    """A recent enough proof for changing 2FA: the second step for members who have
+    one (never the password alone), else the password."""
+    stamp = session.get("tfa_at" if has_two_factor else "auth_at")
+    if stamp is None:
+        return False
+    return now().timestamp() - float(stamp) <= current_app.config["PORTAL_REAUTH_SECONDS"]
+
+
+def sign_out() -> None:
+    from . import members
+
+    member = current_user._get_current_object() if current_user.is_authenticated else None
+    if member is None:
+        data = pending(expired_ok=True)
+        member = data.member if data else None
+    if member is not None:
+        members.end_sessions(member)
+    logout_user()
+    session.clear()
+
+
+def init_app(app: Flask) -> None:
+    login_manager.session_protection = None  # the generation counter does this job
+
+    @login_manager.user_loader
+    def load_member(user_id: str) -> Member | None:
+        try:
+            member_id, generation = (int(part) for part in user_id.split(":"))
+        except ValueError:
+            return None
+        member = db.session.get(Member, member_id)
+        if member is None or member.session_generation != generation:
+            return None
+        return member
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        if pending() is not None:
+            return redirect_to(url_for("auth.verify"))
+        if has_pending_data():
+            session.pop(PENDING, None)
+            flash("認証の有効期限が切れました。もう一度ログインしてください。", "error")
+        target = None
+        if request.method == "GET" and not is_htmx():
+            target = safe_next(request.full_path.rstrip("?"))
+        return redirect_to(url_for("auth.login", next=target))

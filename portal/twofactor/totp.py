@@ -1,0 +1,193 @@
+"""Authenticator app (RFC 6238: SHA1, 6 digits, 30 s steps, ±1 step of clock drift).
+
+Every accepted code moves the credential's ``last_step`` forward with one conditional
+UPDATE whose row count decides, so a code (or an older one) is never accepted twice,
+even by two racing requests.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timedelta
+
+import pyotp
+import segno
+from flask import current_app
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import Member, TotpCredential, TotpEnrolment
+from . import codes
+from .crypto import secret_box
+
+STEP_SECONDS = 30
+DIGITS = 6
+WINDOW = 1  # steps either side of now
+
+
+def generate_secret() -> str:
+    """160 random bits, the RFC 4226 recommended length, as 32 base32 characters."""
+    return pyotp.random_base32(length=32)
+
+
+def step_of(now: datetime) -> int:
+    return int(now.timestamp()) // STEP_SECONDS
+
+
+def code_at(secret: str, step: int, digits: int = DIGITS) -> str:
+    return pyotp.TOTP(secret, digits=digits).generate_otp(step)
+
+
+def matching_step(secret: str, code: str | None, now: datetime) -> int | None:
+    """The time step within the window whose code equals ``code``, or None.
+
+    Every candidate is compared (constant time each), so timing does not reveal which
+    step matched.
+    """
+    wanted = codes.six_digits(code)
+    if wanted is None:
+        return None
+    current = step_of(now)
+    found = None
+    for step in range(current - WINDOW, current + WINDOW + 1):
+        if hmac.compare_digest(code_at(secret, step), wanted) and found is None:
+            found = step
+    return found
+
+
+def provisioning_uri(secret: str, account: str, issuer: str) -> str:
+    """Google Authenticator key-URI: ``otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=…``
+    with ``%20`` for spaces and no base32 padding."""
+    return pyotp.TOTP(secret.rstrip("=")).provisioning_uri(name=account, issuer_name=issuer)
+
+
+def qr_svg(uri: str, title: str) -> str:
+    """Inline SVG (no external image, no script), large enough for phone cameras."""
+    return segno.make(uri, error="m").svg_inline(
+        scale=5, border=2, dark="#000", light="#fff", title=title, svgclass="qr"
+    )
+
+
+def grouped(secret: str) -> str:
+    """``ABCD EFGH …`` for typing the secret by hand."""
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+
+
+def enrolment_secret(member: Member, now: datetime) -> str:
+    """The pending secret for this member: reused while fresh, else a new one.
+
+    Reuse means reloading the set-up page does not invalidate a QR code already scanned.
+    """
+    ttl = timedelta(seconds=current_app.config["PORTAL_ENROLMENT_SECONDS"])
+    pending = db.session.scalar(
+        db.select(TotpEnrolment).where(TotpEnrolment.member_id == member.id)
+    )
+    if pending is not None and pending.created_at > now - ttl:
+        return secret_box().decrypt(pending.secret_encrypted)
+    secret = generate_secret()
+    if pending is not None:
+        db.session.delete(pending)
+        db.session.flush()
+    db.session.add(
+        TotpEnrolment(
+            member_id=member.id, secret_encrypted=secret_box().encrypt(secret), created_at=now
+        )
+    )
+    db.session.commit()
+    return secret
+
+
+def confirm_enrolment(member: Member, code: str | None, now: datetime, *, replace: bool) -> bool:
+    """Prove the pending secret with one code, then make it the member's app.
+
+    ``replace`` swaps the secret of the existing credential in the same transaction, so
+    the old phone stops working only once the new one is proven. Deleting the pending
+    row is the guard against two racing confirmations: only one deletes it.
+    """
+    ttl = timedelta(seconds=current_app.config["PORTAL_ENROLMENT_SECONDS"])
+    pending = db.session.scalar(
+        db.select(TotpEnrolment).where(TotpEnrolment.member_id == member.id)
+    )
+    if pending is None or pending.created_at <= now - ttl:
+        return False
+    secret = secret_box().decrypt(pending.secret_encrypted)
+    step = matching_step(secret, code, now)
+    if step is None:
+        return False
+    existing = db.session.scalar(
+        db.select(TotpCredential).where(TotpCredential.member_id == member.id)
+    )
+    if (existing is not None) != replace:
+        return False
+    try:
+        taken = db.session.execute(
+            delete(TotpEnrolment).where(TotpEnrolment.id == pending.id)
+        ).rowcount
+        if taken != 1:
+            db.session.rollback()
+            return False
+        encrypted = secret_box().encrypt(secret)
+        if replace:
+            moved = db.session.execute(
+                update(TotpCredential)
+                .where(TotpCredential.id == existing.id)
+                .values(
+                    secret_encrypted=encrypted, last_step=step, created_at=now, last_used_at=now
+                )
+            ).rowcount
+            if moved != 1:
+                db.session.rollback()
+                return False
+        else:
+            db.session.add(
+                TotpCredential(
+                    member_id=member.id,
+                    secret_encrypted=encrypted,
+                    last_step=step,
+                    created_at=now,
+                    last_used_at=now,
+                )
+            )
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    db.session.expire_all()
+    return True
+
+
+def accept(member: Member, code: str | None, now: datetime) -> bool:
+    """Check a sign-in or re-authentication code; each time step is accepted once."""
+    cred = db.session.scalar(db.select(TotpCredential).where(TotpCredential.member_id == member.id))
+    if cred is None:
+        return False
+    step = matching_step(secret_box().decrypt(cred.secret_encrypted), code, now)
+    if step is None:
+        return False
+    moved = db.session.execute(
+        update(TotpCredential)
+        .where(TotpCredential.id == cred.id, TotpCredential.last_step < step)
+        .values(last_step=step, last_used_at=now)
+    ).rowcount
+    db.session.commit()
+    return moved == 1
+
+
+def remove(member: Member) -> None:
+    db.session.execute(delete(TotpCredential).where(TotpCredential.member_id == member.id))
+    db.session.execute(delete(TotpEnrolment).where(TotpEnrolment.member_id == member.id))
+    db.session.commit()
+    db.session.expire_all()
+
+
+def rotate_secrets() -> int:
+    """Re-encrypt every stored secret under the newest key; returns how many."""
+    box = secret_box()
+    count = 0
+    for model in (TotpCredential, TotpEnrolment):
+        for row in db.session.scalars(db.select(model)):
+            row.secret_encrypted = box.rotate(row.secret_encrypted)
+            count += 1
+    db.session.commit()
+    return count

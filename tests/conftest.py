@@ -1,0 +1,114 @@
+"""Fixtures: a fresh app per test on a temporary SQLite file, members with known
+passwords, and a member with a real authenticator secret so tests compute real codes."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pyotp
+import pytest
+
+from portal import create_app, members, twofactor
+from portal.extensions import db
+from portal.twofactor import totp
+
+PASSWORD = "correct horse battery"
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+# argon2id with tiny parameters: the rules under test are the same, the suite is fast.
+CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+
+
+@pytest.fixture
+def app(tmp_path, request):
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'portal.db'}",
+        "WTF_CSRF_ENABLED": False,
+        "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
+    }
+    marker = request.node.get_closest_marker("settings")
+    if marker:
+        config.update(marker.kwargs)
+    app = create_app(config)
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def member(app):
+    with app.app_context():
+        m = members.create("alice", email="alice@example.com", password=PASSWORD, name="Alice")
+        return m.id
+
+
+def get_member(member_id: int):
+    from portal.models import Member
+
+    return db.session.get(Member, member_id)
+
+
+@pytest.fixture
+def member_with_totp(app, member):
+    """(member id, pyotp.TOTP of its secret, its recovery codes); enrolled a while ago so
+    the current time step is free for the test."""
+    with app.app_context():
+        m = get_member(member)
+        # Enrolled with an old time step, so every code from now on is fresh.
+        earlier = datetime(2020, 1, 1, tzinfo=UTC)
+        secret = totp.enrolment_secret(m, earlier)
+        totp_obj = pyotp.TOTP(secret)
+        codes = twofactor.enable_app(m, totp_obj.at(earlier), earlier, replace=False)
+        assert codes, "enrolment failed in the fixture"
+        return member, totp_obj, codes
+
+
+def extract_csrf(html: str) -> str:
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "page has no CSRF meta tag"
+    return match.group(1)
+
+
+class AuthActions:
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, login_id="alice", password=PASSWORD, **kw):
+        return self.client.post("/login", data={"login_id": login_id, "password": password}, **kw)
+
+    def verify(self, code, **kw):
+        return self.client.post("/login/verify", data={"code": code}, **kw)
+
+    def full_login(self, totp_obj, login_id="alice"):
+        response = self.login(login_id)
+        assert response.location == "/login/verify"
+        response = self.verify(totp_obj.now())
+        assert response.status_code == 302, response.text
+        return response
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
