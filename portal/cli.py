@@ -7,7 +7,7 @@ import sys
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import members
 from .extensions import db
@@ -74,6 +74,7 @@ def set_password(login_id, password_stdin):
 
 
 @click.command("demo-accounts")
+@with_appcontext
 def demo_accounts():
     """Make sure ``demo`` and ``admin`` exist, give both fresh passwords, print them."""
     for login_id, operator in (("demo", False), ("admin", True)):

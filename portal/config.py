@@ -86,8 +86,10 @@ def parse_env_name(name: str, raw: str) -> str:
 def parse_database_url(name: str, raw: str) -> str:
     value = parse_str(name, raw)
     # Heroku-style URLs name a dialect SQLAlchemy 2 no longer accepts.
-    if value.startswith("postgres://"):
-        value = "postgresql://" + value[len("postgres://") :]
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            # psycopg 3 is the driver the portal ships with; name it explicitly.
+            value = "postgresql+psycopg://" + value[len(prefix) :]
     return value
 
 

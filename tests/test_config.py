@@ -1,0 +1,95 @@
+"""Configuration from the environment, with clear start-up errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal import create_app
+from portal.config import ConfigError, from_environment, parse_bool
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    for name in ["SECRET_KEY", "DATABASE_URL", "PORTAL_ENV", "PORTAL_HTTPS", "PORTAL_ISSUER"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    return monkeypatch
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "yes", "TRUE", " Yes "])
+def test_true_values(raw):
+    assert parse_bool("PORTAL_HTTPS", raw) is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "no", "NO"])
+def test_false_values(raw):
+    assert parse_bool("PORTAL_HTTPS", raw) is False
+
+
+@pytest.mark.parametrize("raw", ["", "maybe", "2", "y e s"])
+def test_other_boolean_values_name_the_variable(raw):
+    with pytest.raises(ConfigError, match="PORTAL_HTTPS"):
+        from_environment({"PORTAL_HTTPS": raw})
+
+
+def test_missing_secret_key_stops_production_start_up(env):
+    with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
+        create_app()
+
+
+def test_development_generates_one_key_and_reuses_it(env, tmp_path):
+    env.setenv("PORTAL_ENV", "development")
+    first = create_app().config["SECRET_KEY"]
+    second = create_app().config["SECRET_KEY"]
+    assert first == second and len(first) >= 40
+    key_file = tmp_path / "secret_key"
+    assert key_file.read_text().strip() == first
+    assert key_file.stat().st_mode & 0o077 == 0
+
+
+def test_unknown_environment_name_is_refused(env):
+    env.setenv("PORTAL_ENV", "staging")
+    with pytest.raises(ConfigError, match="PORTAL_ENV"):
+        create_app()
+
+
+def test_https_switch_sets_cookies_and_hsts(env):
+    env.setenv("SECRET_KEY", "k" * 40)
+    env.setenv("PORTAL_HTTPS", "yes")
+    app = create_app()
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_NAME"].startswith("__Host-")
+    response = app.test_client().get("/login")
+    assert "max-age" in response.headers["Strict-Transport-Security"]
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_plain_http_by_default(env):
+    env.setenv("SECRET_KEY", "k" * 40)
+    app = create_app()
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+    response = app.test_client().get("/login")
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_database_url_and_issuer_from_environment(env, tmp_path):
+    env.setenv("SECRET_KEY", "k" * 40)
+    env.setenv("DATABASE_URL", "postgres://u:p@localhost/portal")
+    env.setenv("PORTAL_ISSUER", "社員ポータル")
+    app = create_app()
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@localhost/portal"
+    assert app.config["PORTAL_ISSUER"] == "社員ポータル"
+
+
+def test_default_database_is_sqlite_in_instance_folder(env, tmp_path):
+    env.setenv("SECRET_KEY", "k" * 40)
+    app = create_app()
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'portal.db'}"
+
+
+def test_sqlite_runs_in_wal_mode_with_busy_timeout(app):
+    from portal.extensions import db
+
+    with app.app_context(), db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000

@@ -1,0 +1,117 @@
+"""Cross-cutting protections: CSRF on every state change, framing, CSP, error pages."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import PASSWORD, extract_csrf
+
+from portal import twofactor
+from portal.members import find
+
+POSTS = [
+    "/login",
+    "/login/verify",
+    "/login/recovery",
+    "/logout",
+    "/settings/reauth",
+    "/settings/2fa/app/setup",
+    "/settings/2fa/app/replace",
+    "/settings/2fa/app/disable",
+    "/settings/2fa/recovery/regenerate",
+]
+
+
+def test_every_post_route_is_listed(app):
+    """A new POST route must join the CSRF test below."""
+    posting = {rule.rule for rule in app.url_map.iter_rules() if "POST" in (rule.methods or set())}
+    assert posting == set(POSTS)
+
+
+def signed_in_with_token(client):
+    token = extract_csrf(client.get("/login").text)
+    response = client.post(
+        "/login", data={"login_id": "alice", "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 302
+    return extract_csrf(client.get("/").text)
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+@pytest.mark.parametrize("url", POSTS)
+def test_missing_csrf_token_is_refused(client, member, url):
+    signed_in_with_token(client)
+    response = client.post(url, data={"confirm": "y", "code": "123456"})
+    assert response.status_code == 400
+    assert "ページの有効期限が切れたか、不正な送信です。" in response.text
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+@pytest.mark.parametrize("url", POSTS)
+def test_forged_csrf_token_is_refused(app, client, member, url):
+    signed_in_with_token(client)
+    # A token minted for another visitor's session does not fit this one.
+    other = app.test_client()
+    forged = extract_csrf(other.get("/login").text)
+    response = client.post(url, data={"csrf_token": forged, "confirm": "y"})
+    assert response.status_code == 400
+    response = client.post(url, data={"confirm": "y"}, headers={"X-CSRFToken": "forged"})
+    assert response.status_code == 400
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+def test_forged_disable_leaves_2fa_on(app, client, auth, member_with_totp):
+    _, totp_obj, _ = member_with_totp
+    token = extract_csrf(client.get("/login").text)
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD, "csrf_token": token})
+    token = extract_csrf(client.get("/login/verify").text)
+    client.post("/login/verify", data={"code": totp_obj.now(), "csrf_token": token})
+    assert client.post("/settings/2fa/app/disable", data={"confirm": "y"}).status_code == 400
+    with app.app_context():
+        assert twofactor.has_two_factor(find("alice"))
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+def test_htmx_header_token_is_accepted(app, client, member):
+    token = signed_in_with_token(client)
+    response = client.post(
+        "/settings/2fa/app/disable",
+        data={"confirm": "y"},
+        headers={"X-CSRFToken": token, "HX-Request": "true"},
+    )
+    assert response.status_code == 200 and "まだ設定されていません" in response.text
+
+
+@pytest.mark.parametrize("url", ["/login", "/", "/settings/2fa", "/nowhere", "/static/portal.js"])
+def test_framing_is_forbidden_everywhere(client, url):
+    response = client.get(url)
+    response.close()
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_csp_allows_no_inline_script(client):
+    csp = client.get("/login").headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    html = client.get("/login").text
+    assert "<script>" not in html and " on" + "click=" not in html
+
+
+def test_htmx_is_vendored_and_configured(client):
+    html = client.get("/login").text
+    assert "/static/htmx-2.0.11.min.js" in html
+    assert '"allowEval":false' in html and '"includeIndicatorStyles":false' in html
+    with client.get("/static/htmx-2.0.11.min.js") as script:
+        assert script.status_code == 200 and b"htmx" in script.data
+    assert "http" not in html.split("<body")[0].replace("http-equiv", "")
+
+
+def test_not_found_is_a_friendly_page(client):
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert "お探しのページは見つかりませんでした。" in response.text
+
+
+def test_oversized_input_is_a_message_not_a_crash(client, member):
+    response = client.post("/login", data={"login_id": "a" * 10000, "password": "b" * 10000})
+    assert response.status_code == 200
