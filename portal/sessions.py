@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, flash, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from .extensions import db, login_manager
@@ -69,8 +70,11 @@ def pending(expired_ok: bool = False) -> Pending | None:
     return Pending(member, data.get("next"))
 
 
-def has_pending_data() -> bool:
-    return PENDING in session
+def drop_stale_pending() -> None:
+    """Forget a pending sign-in that can no longer be completed, and say why."""
+    if PENDING in session:
+        session.pop(PENDING)
+        flash(_("認証の有効期限が切れました。もう一度ログインしてください。"), "error")
 
 
 def complete_sign_in(member: Member, *, second_step: bool) -> None:
@@ -132,9 +136,7 @@ def init_app(app: Flask) -> None:
     def unauthorized():
         if pending() is not None:
             return redirect_to(url_for("auth.verify"))
-        if has_pending_data():
-            session.pop(PENDING, None)
-            flash("認証の有効期限が切れました。もう一度ログインしてください。", "error")
+        drop_stale_pending()
         target = None
         if request.method == "GET" and not is_htmx():
             target = safe_next(request.full_path.rstrip("?"))

@@ -227,6 +227,7 @@ def test_lockout_after_ten_wrong_codes_survives_new_sign_in(client, auth, member
     assert locked.status_code == 429 and "ロック" in locked.text
     client.post("/logout")
     auth.login()
+    assert "ロック" in client.get("/login/verify").text  # said before another try
     response = auth.verify(totp_obj.now())
     assert response.status_code == 429 and "ロック" in response.text
     assert client.get("/").location == "/login/verify"

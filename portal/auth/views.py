@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, request, session, url_for
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import current_app, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user
+from flask_wtf import FlaskForm
 
 from .. import members, sessions, twofactor
 from ..htmx import redirect_to, render
-from ..twofactor import Outcome, recovery
+from ..models import Member
+from ..twofactor import Outcome, lockout, recovery
 from . import bp
 from .forms import CodeForm, LoginForm, RecoveryForm
 
@@ -24,7 +30,7 @@ def lock_message(result: twofactor.Result) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():
+def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     next_url = sessions.safe_next(request.args.get("next"))
@@ -49,9 +55,7 @@ def _pending_or_restart():
     state = sessions.pending()
     if state is not None:
         return state, None
-    if sessions.has_pending_data():
-        session.pop(sessions.PENDING, None)
-        flash(_("認証の有効期限が切れました。もう一度ログインしてください。"), "error")
+    sessions.drop_stale_pending()
     return None, redirect_to(url_for("auth.login"))
 
 
@@ -60,67 +64,75 @@ def _finish(state: sessions.Pending):
     return redirect_to(state.next or url_for("main.index"))
 
 
-@bp.route("/login/verify", methods=["GET", "POST"])
-def verify():
+def _second_step(
+    form: FlaskForm,
+    field: str,
+    check: Callable[[Member, str | None, datetime], twofactor.Result],
+    wrong: str,
+    templates: tuple[str, str],
+    on_success: Callable[[Member], None] | None = None,
+) -> ResponseReturnValue:
+    """One shape for every second-step page: refuse without a live pending sign-in,
+    show the lock up front, count the attempt in the domain, re-render in place."""
     state, restart = _pending_or_restart()
     if restart:
         return restart
-    form = CodeForm()
+    now = sessions.now()
     error, status = None, 200
     if form.validate_on_submit():
-        result = twofactor.verify_code(state.member, form.code.data, sessions.now())
+        result = check(state.member, getattr(form, field).data, now)
         if result.ok:
-            return _finish(state)
-        if result.outcome is Outcome.LOCKED:
-            error, status = lock_message(result), 429
-        else:
-            error = _(WRONG_CODE)
-    elif form.errors:
-        error = _(WRONG_CODE)
-    form.code.data = ""
-    return render("auth/verify.html", "auth/_verify_form.html", status, form=form, error=error)
-
-
-@bp.route("/login/recovery", methods=["GET", "POST"])
-def recovery_login():
-    state, restart = _pending_or_restart()
-    if restart:
-        return restart
-    form = RecoveryForm()
-    error, status = None, 200
-    if form.validate_on_submit():
-        result = twofactor.verify_recovery_code(
-            state.member, form.recovery_code.data, sessions.now()
-        )
-        if result.ok:
-            left = recovery.remaining(state.member)
             response = _finish(state)
-            flash(
-                _(
-                    "リカバリーコードでログインしました。残りのリカバリーコードは%(n)d個です。",
-                    n=left,
-                )
-            )
-            if left <= current_app.config["PORTAL_RECOVERY_LOW"]:
-                flash(
-                    _(
-                        "リカバリーコードが少なくなっています。2段階認証設定ページで再発行してください。"
-                    ),
-                    "warning",
-                )
+            if on_success:
+                on_success(state.member)
             return response
         if result.outcome is Outcome.LOCKED:
             error, status = lock_message(result), 429
         else:
-            error = _("リカバリーコードが正しくないか、既に使用されています。")
+            error = wrong
     elif form.errors:
-        error = _("リカバリーコードが正しくないか、既に使用されています。")
-    form.recovery_code.data = ""
-    return render("auth/recovery.html", "auth/_recovery_form.html", status, form=form, error=error)
+        error = wrong
+    elif (until := lockout.locked_until(state.member, now)) is not None:
+        error = lock_message(twofactor.Result(Outcome.LOCKED, until))
+    getattr(form, field).data = ""
+    return render(*templates, status, form=form, error=error)
+
+
+@bp.route("/login/verify", methods=["GET", "POST"])
+def verify() -> ResponseReturnValue:
+    return _second_step(
+        CodeForm(),
+        "code",
+        twofactor.verify_code,
+        _(WRONG_CODE),
+        ("auth/verify.html", "auth/_verify_form.html"),
+    )
+
+
+def _report_recovery_codes_left(member: Member) -> None:
+    left = recovery.remaining(member)
+    flash(_("リカバリーコードでログインしました。残りのリカバリーコードは%(n)d個です。", n=left))
+    if left <= current_app.config["PORTAL_RECOVERY_LOW"]:
+        flash(
+            _("リカバリーコードが少なくなっています。2段階認証設定ページで再発行してください。"),
+            "warning",
+        )
+
+
+@bp.route("/login/recovery", methods=["GET", "POST"])
+def recovery_login() -> ResponseReturnValue:
+    return _second_step(
+        RecoveryForm(),
+        "recovery_code",
+        twofactor.verify_recovery_code,
+        _("リカバリーコードが正しくないか、既に使用されています。"),
+        ("auth/recovery.html", "auth/_recovery_form.html"),
+        on_success=_report_recovery_codes_left,
+    )
 
 
 @bp.route("/logout", methods=["POST"])
-def logout():
+def logout() -> ResponseReturnValue:
     sessions.sign_out()
     flash(_("ログアウトしました。"))
     return redirect_to(url_for("auth.login"))

@@ -7,6 +7,7 @@ Views pass a member, what was typed and ``now``; these functions answer with a
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,7 +45,7 @@ def has_two_factor(member: Member) -> bool:
     return bool(enabled_methods(member))
 
 
-def _attempt(member: Member, now: datetime, check) -> Result:
+def _attempt(member: Member, now: datetime, check: Callable[[], bool]) -> Result:
     until = lockout.locked_until(member, now)
     if until is not None:
         return Result(Outcome.LOCKED, until)
