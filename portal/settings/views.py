@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import current_app, redirect, request, url_for
+from flask import Response, current_app, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from .. import members, sessions, twofactor
 from ..auth.views import WRONG_CODE, lock_message
 from ..htmx import no_store, render
+from ..models import Member
 from ..twofactor import Outcome, recovery, totp
 from . import bp
 from .forms import ActionForm, CodeForm, ConfirmForm, ReauthCodeForm, ReauthPasswordForm
@@ -27,12 +29,21 @@ def require_sign_in() -> None:
     """Every settings URL is for signed-in members only."""
 
 
-def dialog(partial: str, status: int = 200, **context):
+def dialog(partial: str, status: int = 200, **context) -> Response:
     return render("settings/dialog.html", partial, status, dialog_partial=partial, **context)
 
 
-def member():
+def member() -> Member:
     return current_user._get_current_object()
+
+
+def recovery_codes_dialog(codes: list[str], title: str) -> Response:
+    """Shown once: the download is a data: URL built from this same response, so the
+    codes are never fetched again from the server."""
+    text = quote("\r\n".join(codes) + "\r\n")
+    return no_store(
+        dialog("settings/_recovery_codes.html", codes=codes, codes_text=text, title=title)
+    )
 
 
 def sections_context() -> dict:
@@ -48,7 +59,7 @@ def stale() -> bool:
     return not sessions.is_fresh(twofactor.has_two_factor(member()))
 
 
-def reauth_dialog(next_url: str, **context):
+def reauth_dialog(next_url: str, **context) -> Response:
     """Ask for a fresh second step (or the password when there is none) first."""
     if twofactor.has_two_factor(member()):
         form = context.pop("form", None) or ReauthCodeForm()
@@ -65,12 +76,12 @@ def reauth_dialog(next_url: str, **context):
 
 
 @bp.route("/2fa")
-def index():
+def index() -> ResponseReturnValue:
     return render("settings/index.html", "settings/_sections.html", **sections_context())
 
 
 @bp.route("/reauth", methods=["GET", "POST"])
-def reauth():
+def reauth() -> ResponseReturnValue:
     next_url = sessions.safe_next(request.args.get("next")) or url_for("settings.index")
     m = member()
     if twofactor.has_two_factor(m):
@@ -94,7 +105,7 @@ def reauth():
     return reauth_dialog(next_url, form=form)
 
 
-def _setup_view(*, replace: bool):
+def _setup_view(*, replace: bool) -> ResponseReturnValue:
     endpoint = "settings.totp_replace" if replace else "settings.totp_setup"
     here = url_for(endpoint)
     m = member()
@@ -118,13 +129,8 @@ def _setup_view(*, replace: bool):
         if new_codes is not None:
             sessions.mark_reauthenticated(second_step=True)
             if new_codes:
-                return no_store(
-                    dialog(
-                        "settings/_recovery_codes.html",
-                        codes=new_codes,
-                        codes_text=quote("\r\n".join(new_codes) + "\r\n"),
-                        title=_("認証アプリによる認証の設定が完了しました。"),
-                    )
+                return recovery_codes_dialog(
+                    new_codes, _("認証アプリによる認証の設定が完了しました。")
                 )
             return dialog(
                 "settings/_done.html",
@@ -156,17 +162,17 @@ def _setup_view(*, replace: bool):
 
 
 @bp.route("/2fa/app/setup", methods=["GET", "POST"])
-def totp_setup():
+def totp_setup() -> ResponseReturnValue:
     return _setup_view(replace=False)
 
 
 @bp.route("/2fa/app/replace", methods=["GET", "POST"])
-def totp_replace():
+def totp_replace() -> ResponseReturnValue:
     return _setup_view(replace=True)
 
 
 @bp.route("/2fa/app/disable", methods=["GET", "POST"])
-def totp_disable():
+def totp_disable() -> ResponseReturnValue:
     here = url_for("settings.totp_disable")
     m = member()
     if stale():
@@ -198,7 +204,7 @@ def totp_disable():
 
 
 @bp.route("/2fa/recovery/regenerate", methods=["GET", "POST"])
-def recovery_regenerate():
+def recovery_regenerate() -> ResponseReturnValue:
     here = url_for("settings.recovery_regenerate")
     m = member()
     if not twofactor.has_two_factor(m):
@@ -212,12 +218,5 @@ def recovery_regenerate():
     form = ActionForm()
     if form.validate_on_submit():
         new_codes = recovery.issue(m, sessions.now())
-        return no_store(
-            dialog(
-                "settings/_recovery_codes.html",
-                codes=new_codes,
-                codes_text=quote("\r\n".join(new_codes) + "\r\n"),
-                title=_("リカバリーコードを再発行しました。"),
-            )
-        )
+        return recovery_codes_dialog(new_codes, _("リカバリーコードを再発行しました。"))
     return dialog("settings/_regenerate.html", form=form, action=here)
