@@ -56,3 +56,41 @@ def test_lock_survives_a_new_session(app, member_with_totp):
     with app.app_context():
         m = get_member(member_id)
         assert twofactor.verify_code(m, totp_obj.at(NOW), NOW).outcome is Outcome.LOCKED
+
+
+def test_parallel_guesses_cannot_exceed_the_limit(app, member_with_totp, monkeypatch):
+    """Each attempt is counted before its code is checked, so 30 racing guesses get at
+    most 10 code checks before the lock."""
+    import threading
+
+    from portal.twofactor import totp
+
+    member_id, _, _ = member_with_totp
+    checked = []
+    real_accept = totp.accept
+
+    def counting_accept(member, code, now):
+        checked.append(code)
+        return real_accept(member, code, now)
+
+    monkeypatch.setattr(totp, "accept", counting_accept)
+    barrier = threading.Barrier(30)
+    outcomes = []
+
+    def guess(i):
+        barrier.wait(timeout=30)
+        with app.app_context():
+            m = get_member(member_id)
+            outcomes.append(twofactor.verify_code(m, f"{i:06d}", NOW).outcome)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(outcomes) == 30
+    assert len(checked) <= 10
+    assert outcomes.count(Outcome.WRONG) <= 9
+    with app.app_context():
+        m = get_member(member_id)
+        assert twofactor.lockout.locked_until(m, NOW) is not None

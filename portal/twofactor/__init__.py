@@ -46,7 +46,7 @@ def has_two_factor(member: Member) -> bool:
 
 
 def _attempt(member: Member, now: datetime, check: Callable[[], bool]) -> Result:
-    until = lockout.locked_until(member, now)
+    until = lockout.reserve(member, now)
     if until is not None:
         return Result(Outcome.LOCKED, until)
     if check():

@@ -1,0 +1,226 @@
+"""A real gunicorn server for the browser and concurrency tests (not a test module).
+
+``run_server`` prepares a file-backed SQLite database the way a deployer would
+(``flask db upgrade``, ``flask members create``), starts ``gunicorn wsgi:app`` in
+production mode on a socket bound here (port 0, handed over as ``fd://``, so there is
+no race for a "free" port), waits until ``/login`` answers, and stops the server at the
+end. The server's output goes to a file that is printed when the block fails.
+
+Import it from a test module with ``from live_server import run_server``: with pytest's
+default "prepend" import mode, the folder of ``tests/conftest.py`` is on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY = "live-server-test-secret-key-not-for-production"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+CLI_TIMEOUT = 60.0
+# Variables of the developer's shell that would change what the server runs with.
+_DROPPED = ("PORTAL_", "FLASK_", "SECRET_KEY", "DATABASE_URL")
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    login_id: str
+    password: str
+    email: str = ""
+    name: str = ""
+
+    def email_address(self) -> str:
+        return self.email or f"{self.login_id}@example.com"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    secret_key: str
+    database_uri: str
+    instance_path: Path
+    log_path: Path
+    members: dict[str, MemberSpec] = field(default_factory=dict)
+
+    def log(self) -> str:
+        """Everything gunicorn and the app wrote so far (access log and errors)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @contextlib.contextmanager
+    def app_context(self) -> Iterator:
+        """An app on the server's database with the server's keys, for arranging data
+        (e.g. enrolling a member) and for checking what the server stored."""
+        from portal import create_app
+        from portal.extensions import db
+
+        app = create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": self.secret_key,
+                "SQLALCHEMY_DATABASE_URI": self.database_uri,
+            }
+        )
+        with app.app_context():
+            try:
+                yield app
+            finally:
+                db.session.remove()
+                db.engine.dispose()
+
+
+def server_environment(database_uri: str, instance_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED)}
+    env.update(
+        {
+            "SECRET_KEY": SECRET_KEY,
+            "DATABASE_URL": database_uri,
+            "PORTAL_ENV": "production",
+            "PORTAL_INSTANCE_PATH": str(instance_path),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def _flask(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"flask {' '.join(args)} failed with status {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+
+
+def _answers(port: int) -> bool:
+    """True once a worker serves the sign-in page."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/login")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # SIGTERM: gunicorn's graceful shutdown
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+
+
+@contextlib.contextmanager
+def run_server(
+    tmp_path: Path,
+    members: Sequence[MemberSpec] = (),
+    *,
+    workers: int = 2,
+    threads: int = 2,
+) -> Iterator[LiveServer]:
+    """Prepare the database, start gunicorn, yield a :class:`LiveServer`, stop it."""
+    tmp_path = Path(tmp_path)
+    instance_path = tmp_path / "instance"
+    instance_path.mkdir(parents=True, exist_ok=True)
+    database_uri = f"sqlite:///{(tmp_path / 'portal.db').resolve()}"
+    env = server_environment(database_uri, instance_path)
+
+    _flask(env, "db", "upgrade")
+    for spec in members:
+        _flask(
+            env,
+            "members",
+            "create",
+            spec.login_id,
+            "--email",
+            spec.email_address(),
+            "--name",
+            spec.name,
+            "--password-stdin",
+            stdin=spec.password + "\n",
+        )
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    log_path = tmp_path / "gunicorn.log"
+    server = LiveServer(
+        url=f"http://127.0.0.1:{port}",
+        port=port,
+        secret_key=SECRET_KEY,
+        database_uri=database_uri,
+        instance_path=instance_path,
+        log_path=log_path,
+        members={spec.login_id: spec for spec in members},
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"fd://{listener.fileno()}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--graceful-timeout",
+        "5",
+        "--access-logfile",
+        "-",
+        "wsgi:app",
+    ]
+    with log_path.open("wb") as log_file:
+        try:
+            proc = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),),
+            )
+        finally:
+            listener.close()  # gunicorn holds its own copy
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not _answers(port):
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"gunicorn exited with status {proc.returncode} during start-up\n"
+                        f"{server.log()}"
+                    )
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"gunicorn did not answer within {START_TIMEOUT:.0f} s\n{server.log()}"
+                    )
+                time.sleep(0.1)
+            yield server
+        except BaseException:
+            print(f"--- gunicorn output ({log_path})\n{server.log()}", file=sys.stderr)
+            raise
+        finally:
+            _stop(proc)
