@@ -150,6 +150,8 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
                 "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
                 "or set PORTAL_ENV=development on a developer machine."
             )
+    if len(config["SECRET_KEY"]) < 32:
+        raise ConfigError("SECRET_KEY is too short: use at least 32 random characters")
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         Path(instance_path).mkdir(parents=True, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(Path(instance_path) / "portal.db")
@@ -162,4 +164,8 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
     config["SESSION_COOKIE_NAME"] = "__Host-portal_session" if https else "portal_session"
     config["PREFERRED_URL_SCHEME"] = "https" if https else "http"
     config["REMEMBER_COOKIE_SECURE"] = https
+    # The cookie's lifetime runs from sign-in, not from the last request: a session
+    # cannot be kept alive for ever (the server also checks ``auth_at``), and a request
+    # answered for a stale cookie never writes that cookie back over a newer one.
+    config["SESSION_REFRESH_EACH_REQUEST"] = False
     config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=int(config["PORTAL_SESSION_HOURS"]))

@@ -106,16 +106,30 @@ def is_fresh(has_two_factor: bool) -> bool:
 
 
 def sign_out() -> None:
+    """End the session for real: the generation moves on, so a copied cookie dies too.
+    A pending sign-in (password only) just forgets itself: it must not be able to
+    sign the member out of their real sessions."""
     from . import members
 
-    member = current_user._get_current_object() if current_user.is_authenticated else None
-    if member is None:
-        data = pending(expired_ok=True)
-        member = data.member if data else None
-    if member is not None:
-        members.end_sessions(member)
+    if current_user.is_authenticated:
+        members.end_sessions(current_user._get_current_object())
     logout_user()
     session.clear()
+
+
+def end_other_sessions(member: Member) -> None:
+    """After a change to the member's second step every other session ends (a thief
+    signed in with the password alone is evicted); this one carries on, re-issued
+    under the new generation with its proof times kept."""
+    from . import members
+
+    kept = {key: session[key] for key in ("auth_at", "tfa_at") if key in session}
+    members.end_sessions(member)
+    db.session.refresh(member)
+    session.clear()
+    login_user(member)
+    session.permanent = True
+    session.update(kept)
 
 
 def init_app(app: Flask) -> None:
@@ -129,6 +143,10 @@ def init_app(app: Flask) -> None:
             return None
         member = db.session.get(Member, member_id)
         if member is None or member.session_generation != generation:
+            return None
+        # Absolute lifetime, counted from sign-in (or the last re-authentication).
+        lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
+        if now().timestamp() - float(session.get("auth_at", 0)) > lifetime:
             return None
         return member
 

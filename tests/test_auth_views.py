@@ -314,3 +314,28 @@ def test_session_is_rebuilt_at_sign_in(client, auth, member_with_totp):
 def test_signed_in_member_visiting_login_goes_home(client, auth, member):
     auth.login()
     assert client.get("/login").location == "/"
+
+
+def test_pending_sign_in_cannot_sign_the_member_out(app, client, auth, member_with_totp):
+    """Someone with only the password must not be able to end the member's sessions."""
+    _, totp_obj, _ = member_with_totp
+    auth.full_login(totp_obj)
+    intruder = app.test_client()
+    intruder.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    assert intruder.post("/logout").location == "/login"
+    assert client.get("/").status_code == 200
+
+
+def test_session_has_an_absolute_lifetime(client, auth, member, monkeypatch):
+    auth.login()
+    assert client.get("/").status_code == 200
+    later = datetime.now(UTC) + timedelta(hours=12, minutes=1)
+    monkeypatch.setattr(sessions, "now", lambda: later)
+    assert client.get("/").location == "/login?next=/"
+
+
+def test_session_cookie_is_not_rewritten_on_every_request(client, auth, member):
+    auth.login()
+    client.get("/")  # the first page stores a fresh CSRF token in the session
+    response = client.get("/")
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers

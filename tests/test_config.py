@@ -93,3 +93,9 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(app):
     with app.app_context(), db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def test_short_secret_key_is_refused(env):
+    env.setenv("SECRET_KEY", "too-short")
+    with pytest.raises(ConfigError, match="SECRET_KEY is too short"):
+        create_app()

@@ -281,3 +281,75 @@ def test_members_see_only_their_own_state(app, client, auth, member_with_totp):
     assert "まだ設定されていません" in response.text
     with app.app_context():
         assert twofactor.has_two_factor(members.find("alice"))
+
+
+@pytest.mark.parametrize("change", ["enable", "disable", "replace", "regenerate"])
+def test_changing_the_second_step_evicts_other_sessions(app, client, member, change):
+    """A thief who got in with the password alone is thrown out once the member turns
+    on (or changes) the second step; the member's own session carries on."""
+    thief = app.test_client()
+    assert thief.post("/login", data={"login_id": "alice", "password": PASSWORD}).location == "/"
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    secret = secret_from(client.get("/settings/2fa/app/setup").text)
+    client.post("/settings/2fa/app/setup", data={"code": pyotp.TOTP(secret).now()})
+    if change == "disable":
+        client.post("/settings/2fa/app/disable", data={"confirm": "y"})
+    elif change == "replace":
+        new = secret_from(client.get("/settings/2fa/app/replace").text)
+        done = client.post(
+            "/settings/2fa/app/replace", data={"code": pyotp.TOTP(new).at(time.time() + 30)}
+        )
+        assert "認証アプリを変更しました。" in done.text
+    elif change == "regenerate":
+        assert len(codes_from(client.post("/settings/2fa/recovery/regenerate").text)) == 10
+    assert thief.get("/").location == "/login?next=/"
+    assert client.get("/").status_code == 200
+    # The surviving session keeps its recent second step: no re-authentication asked.
+    assert "本人確認" not in client.get("/settings/2fa/app/replace").text
+
+
+def test_double_clicks_never_crash(app, signed_in):
+    """Parallel opens of the set-up dialog share one secret; parallel confirmations
+    enable the app once. Each other request is told it is already set up, or (now that
+    the member has 2FA) asked for a second step, or, arriving after the winner
+    re-issued the session, sent to sign in: never a 500, never a second set of codes."""
+    import threading
+
+    cookie = signed_in.get_cookie("portal_session").value
+
+    def in_parallel(n, call):
+        barrier = threading.Barrier(n)
+        results = []
+
+        def run():
+            c = app.test_client()
+            c.set_cookie("portal_session", cookie)
+            barrier.wait(timeout=30)
+            results.append(call(c))
+
+        threads = [threading.Thread(target=run) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        return results
+
+    opened = in_parallel(6, lambda c: c.get("/settings/2fa/app/setup", headers=HX))
+    assert [r.status_code for r in opened] == [200] * 6
+    secrets_shown = {secret_from(r.text) for r in opened}
+    assert len(secrets_shown) == 1
+    code = pyotp.TOTP(secrets_shown.pop()).now()
+    confirmed = in_parallel(
+        6, lambda c: c.post("/settings/2fa/app/setup", data={"code": code}, headers=HX)
+    )
+    assert [r.status_code for r in confirmed] == [200] * 6
+    winners = [r for r in confirmed if len(codes_from(r.text)) == 10]
+    assert len(winners) == 1
+    for loser in confirmed:
+        if loser is not winners[0]:
+            redirected = loser.headers.get("HX-Redirect", "").startswith("/login")
+            told = "既に設定済みです" in loser.text or "本人確認" in loser.text
+            assert told or redirected, loser.text
+            assert "totp-secret" not in loser.text
+            # A late loser must not hand back the old cookie over the re-issued one.
+            assert "portal_session=" not in loser.headers.get("Set-Cookie", "") or not redirected

@@ -105,22 +105,28 @@ def reauth() -> ResponseReturnValue:
     return reauth_dialog(next_url, form=form)
 
 
+def _app_state_mismatch(m: Member, needs_app: bool) -> Response | None:
+    """Set-up while already set up, or replacing/disabling with nothing there: say so."""
+    has_app = twofactor.totp_credential(m) is not None
+    if has_app == needs_app:
+        return None
+    return dialog(
+        "settings/_done.html",
+        title=_("認証アプリによる認証"),
+        message=_("認証アプリによる認証は既に設定済みです。")
+        if has_app
+        else _("認証アプリによる認証はまだ設定されていません。"),
+    )
+
+
 def _setup_view(*, replace: bool) -> ResponseReturnValue:
     endpoint = "settings.totp_replace" if replace else "settings.totp_setup"
     here = url_for(endpoint)
     m = member()
     if stale():
         return reauth_dialog(here)
-    has_app = twofactor.totp_credential(m) is not None
-    if has_app != replace:
-        # Set-up while already set up (or replace with nothing to replace): say so.
-        return dialog(
-            "settings/_done.html",
-            title=_("認証アプリによる認証"),
-            message=_("認証アプリによる認証は既に設定済みです。")
-            if has_app
-            else _("認証アプリによる認証はまだ設定されていません。"),
-        )
+    if (mismatch := _app_state_mismatch(m, replace)) is not None:
+        return mismatch
     now = sessions.now()
     form = CodeForm()
     error = None
@@ -128,6 +134,7 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
         new_codes = twofactor.enable_app(m, form.code.data, now, replace=replace)
         if new_codes is not None:
             sessions.mark_reauthenticated(second_step=True)
+            sessions.end_other_sessions(m)
             if new_codes:
                 return recovery_codes_dialog(
                     new_codes, _("認証アプリによる認証の設定が完了しました。")
@@ -141,6 +148,8 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
                 if replace
                 else _("認証アプリによる認証の設定が完了しました。"),
             )
+        if (mismatch := _app_state_mismatch(m, replace)) is not None:
+            return mismatch  # a parallel request (double submit) finished the set-up
         error = _(WRONG_CODE)
         form.code.data = ""
     secret = totp.enrolment_secret(m, now)
@@ -177,17 +186,14 @@ def totp_disable() -> ResponseReturnValue:
     m = member()
     if stale():
         return reauth_dialog(here)
-    if twofactor.totp_credential(m) is None:
-        return dialog(
-            "settings/_done.html",
-            title=_("認証アプリによる認証"),
-            message=_("認証アプリによる認証はまだ設定されていません。"),
-        )
+    if (mismatch := _app_state_mismatch(m, needs_app=True)) is not None:
+        return mismatch
     form = ConfirmForm()
     error = None
     if form.validate_on_submit():
         if form.confirm.data:
             twofactor.disable_app(m)
+            sessions.end_other_sessions(m)
             return dialog(
                 "settings/_done.html",
                 title=_("認証アプリによる認証の無効化"),
@@ -218,5 +224,6 @@ def recovery_regenerate() -> ResponseReturnValue:
     form = ActionForm()
     if form.validate_on_submit():
         new_codes = recovery.issue(m, sessions.now())
+        sessions.end_other_sessions(m)
         return recovery_codes_dialog(new_codes, _("リカバリーコードを再発行しました。"))
     return dialog("settings/_regenerate.html", form=form, action=here)

@@ -35,6 +35,9 @@ def issue(member: Member, now: datetime) -> list[str]:
     """A new set of codes; the old set stops working in the same transaction."""
     plain = [generate() for _ in range(COUNT)]
     hasher = code_hasher()
+    # Serialise two regenerations of one member (PostgreSQL row lock; SQLite's single
+    # writer does this anyway): each DELETE then sees the other's rows.
+    db.session.execute(db.select(Member.id).where(Member.id == member.id).with_for_update())
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.member_id == member.id))
     db.session.add_all(
         RecoveryCode(member_id=member.id, code_hash=hasher.hash(canonical(code)), created_at=now)

@@ -86,15 +86,25 @@ def enrolment_secret(member: Member, now: datetime) -> str:
     if pending is not None and pending.created_at > now - ttl:
         return secret_box().decrypt(pending.secret_encrypted)
     secret = generate_secret()
-    if pending is not None:
-        db.session.delete(pending)
-        db.session.flush()
-    db.session.add(
-        TotpEnrolment(
-            member_id=member.id, secret_encrypted=secret_box().encrypt(secret), created_at=now
+    try:
+        if pending is not None:
+            db.session.delete(pending)
+            db.session.flush()
+        db.session.add(
+            TotpEnrolment(
+                member_id=member.id, secret_encrypted=secret_box().encrypt(secret), created_at=now
+            )
         )
-    )
-    db.session.commit()
+        db.session.commit()
+    except IntegrityError:
+        # Another request (a double click) created the row first: show its secret.
+        db.session.rollback()
+        winner = db.session.scalar(
+            db.select(TotpEnrolment).where(TotpEnrolment.member_id == member.id)
+        )
+        if winner is None:
+            raise
+        return secret_box().decrypt(winner.secret_encrypted)
     return secret
 
 
