@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from . import config as config_module
-from .extensions import babel, csrf, db, login_manager, mail, migrate
+from .extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -35,6 +35,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         get_locale=get_locale, format_date=format_date, format_datetime=format_datetime
     )
     login_manager.init_app(app)
+    limiter.init_app(app)
+    if app.config["PORTAL_PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Trust X-Forwarded-For/-Proto from exactly this many proxies in front.
+        count = app.config["PORTAL_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=0)
 
     from .twofactor import crypto
 

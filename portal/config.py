@@ -33,7 +33,16 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_RECOVERY_LOW": 3,
     # argon2-cffi defaults unless a test asks for cheaper ones
     "PORTAL_ARGON2_PARAMS": None,
-    "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+    "WTF_CSRF_TIME_LIMIT": None,
+    # Rate limits on password checks (per client address and per account). Shared
+    # between workers and hosts only with REDIS_URL; otherwise counted per process.
+    "REDIS_URL": None,
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_STORAGE_URI": None,
+    "PORTAL_LOGIN_LIMIT_PER_ADDRESS": "20 per minute;200 per hour",
+    "PORTAL_LOGIN_LIMIT_PER_ACCOUNT": "10 per minute;60 per hour",
+    "PORTAL_REAUTH_LIMIT": "10 per 15 minutes",
+    "PORTAL_PROXY_COUNT": 0,  # the token lives as long as the session
     "BABEL_DEFAULT_LOCALE": "ja",
     "BABEL_DEFAULT_TIMEZONE": "Asia/Tokyo",
 }
@@ -103,6 +112,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_ISSUER": ("PORTAL_ISSUER", parse_str),
     "PORTAL_HTTPS": ("PORTAL_HTTPS", parse_bool),
     "PORTAL_SESSION_HOURS": ("PORTAL_SESSION_HOURS", lambda n, r: parse_int(n, r, 1)),
+    "REDIS_URL": ("REDIS_URL", parse_str),
+    "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", lambda n, r: parse_int(n, r, 0)),
+    "PORTAL_RATELIMIT": ("RATELIMIT_ENABLED", parse_bool),
 }
 
 
@@ -155,6 +167,9 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         Path(instance_path).mkdir(parents=True, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(Path(instance_path) / "portal.db")
+
+    if not config.get("RATELIMIT_STORAGE_URI"):
+        config["RATELIMIT_STORAGE_URI"] = config.get("REDIS_URL") or "memory://"
 
     https = bool(config["PORTAL_HTTPS"])
     config["SESSION_COOKIE_SECURE"] = https

@@ -1,6 +1,8 @@
 """Unbound extensions; ``create_app`` binds them (the application-factory pattern)."""
 
 from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_mail import Mail
 from flask_migrate import Migrate
@@ -23,3 +25,6 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 mail = Mail()
 babel = Babel()
+# No blanket limits: the sign-in views count attempts themselves (see portal/throttle.py)
+# so they can answer with the form and a message instead of a bare 429 page.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -120,16 +120,13 @@ def sign_out() -> None:
 def end_other_sessions(member: Member) -> None:
     """After a change to the member's second step every other session ends (a thief
     signed in with the password alone is evicted); this one carries on, re-issued
-    under the new generation with its proof times kept."""
+    under the new generation with its proof times and CSRF token kept (the open
+    page's forms stay valid)."""
     from . import members
 
-    kept = {key: session[key] for key in ("auth_at", "tfa_at") if key in session}
     members.end_sessions(member)
     db.session.refresh(member)
-    session.clear()
     login_user(member)
-    session.permanent = True
-    session.update(kept)
 
 
 def init_app(app: Flask) -> None:

@@ -28,6 +28,8 @@ def app(tmp_path, request):
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'portal.db'}",
         "WTF_CSRF_ENABLED": False,
         "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
+        # Tests sign in many times a minute; the limit tests turn this back on.
+        "RATELIMIT_ENABLED": False,
     }
     marker = request.node.get_closest_marker("settings")
     if marker:

@@ -140,13 +140,14 @@ def run_server(
     *,
     workers: int = 2,
     threads: int = 2,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[LiveServer]:
     """Prepare the database, start gunicorn, yield a :class:`LiveServer`, stop it."""
     tmp_path = Path(tmp_path)
     instance_path = tmp_path / "instance"
     instance_path.mkdir(parents=True, exist_ok=True)
     database_uri = f"sqlite:///{(tmp_path / 'portal.db').resolve()}"
-    env = server_environment(database_uri, instance_path)
+    env = server_environment(database_uri, instance_path) | (environment or {})
 
     _flask(env, "db", "upgrade")
     for spec in members:

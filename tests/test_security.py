@@ -115,3 +115,23 @@ def test_not_found_is_a_friendly_page(client):
 def test_oversized_input_is_a_message_not_a_crash(client, member):
     response = client.post("/login", data={"login_id": "a" * 10000, "password": "b" * 10000})
     assert response.status_code == 200
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+def test_open_page_token_survives_the_session_reissue(client, member):
+    """Enabling 2FA re-issues the session; the settings page already open in the
+    browser must still be able to sign out (its token stays valid)."""
+    import re
+
+    import pyotp
+
+    token = signed_in_with_token(client)
+    page = client.get("/settings/2fa/app/setup").text
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
+    done = client.post(
+        "/settings/2fa/app/setup",
+        data={"code": pyotp.TOTP(secret).now()},
+        headers={"X-CSRFToken": token, "HX-Request": "true"},
+    )
+    assert "リカバリーコード" in done.text
+    assert client.post("/logout", data={"csrf_token": token}).location == "/login"

@@ -9,10 +9,11 @@ from flask import current_app, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import format_datetime
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from .. import members, sessions, twofactor
+from .. import members, sessions, throttle, twofactor
 from ..htmx import redirect_to, render
 from ..models import Member
 from ..twofactor import Outcome, lockout, recovery
@@ -20,6 +21,7 @@ from . import bp
 from .forms import CodeForm, LoginForm, RecoveryForm
 
 WRONG_CODE = "認証コードが正しくありません。"
+TOO_MANY = _l("ログインの試行回数が多すぎます。しばらく待ってから再度お試しください。")
 
 
 def lock_message(result: twofactor.Result) -> str:
@@ -35,10 +37,17 @@ def login() -> ResponseReturnValue:
         return redirect(url_for("main.index"))
     next_url = sessions.safe_next(request.args.get("next"))
     form = LoginForm()
-    error = None
+    error, status = None, 200
     if form.validate_on_submit():
-        member = members.authenticate(form.login_id.data, form.password.data)
-        if member is None:
+        by_address = throttle.allow(
+            "login-address", "PORTAL_LOGIN_LIMIT_PER_ADDRESS", throttle.client_address()
+        )
+        by_account = throttle.allow(
+            "login-account", "PORTAL_LOGIN_LIMIT_PER_ACCOUNT", members.login_key(form.login_id.data)
+        )
+        if not (by_address and by_account):
+            error, status = TOO_MANY, 429
+        elif (member := members.authenticate(form.login_id.data, form.password.data)) is None:
             # One message for an unknown ID and a wrong password: no hint which it was.
             error = _("ログインIDまたはパスワードが正しくありません。")
         elif twofactor.has_two_factor(member):
@@ -47,7 +56,9 @@ def login() -> ResponseReturnValue:
         else:
             sessions.complete_sign_in(member, second_step=False)
             return redirect_to(next_url or url_for("main.index"))
-    return render("auth/login.html", "auth/_login_form.html", form=form, error=error, next=next_url)
+    return render(
+        "auth/login.html", "auth/_login_form.html", status, form=form, error=error, next=next_url
+    )
 
 
 def _pending_or_restart():

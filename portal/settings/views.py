@@ -14,8 +14,8 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from .. import members, sessions, twofactor
-from ..auth.views import WRONG_CODE, lock_message
+from .. import members, sessions, throttle, twofactor
+from ..auth.views import TOO_MANY, WRONG_CODE, lock_message
 from ..htmx import no_store, render
 from ..models import Member
 from ..twofactor import Outcome, recovery, totp
@@ -98,6 +98,8 @@ def reauth() -> ResponseReturnValue:
     else:
         form = ReauthPasswordForm()
         if form.validate_on_submit():
+            if not throttle.allow("reauth", "PORTAL_REAUTH_LIMIT", str(m.id)):
+                return reauth_dialog(next_url, form=form, error=TOO_MANY, status=429)
             if members.authenticate(m.login_id, form.password.data or "") is not None:
                 sessions.mark_reauthenticated(second_step=False)
                 return redirect(next_url)
