@@ -64,6 +64,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from . import cli
 
     cli.init_app(app)
+    if app.config["PORTAL_ENV"] == "production" and not app.testing:
+        if not app.config["PORTAL_HTTPS"]:
+            app.logger.warning(
+                "PORTAL_HTTPS is off: cookies are not marked Secure and HSTS is not sent. "
+                "Serve the portal behind TLS and set PORTAL_HTTPS=yes."
+            )
+        if app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+            app.logger.warning("REDIS_URL is not set: rate limits are counted per worker process.")
     return app
 
 
