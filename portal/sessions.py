@@ -55,14 +55,14 @@ def begin_pending(member: Member, next_url: str | None) -> None:
     }
 
 
-def pending(expired_ok: bool = False) -> Pending | None:
+def pending() -> Pending | None:
     """The pending sign-in, or None if there is none, it expired (5 minutes), or the
     member's sessions were ended meanwhile."""
     data = session.get(PENDING)
     if not isinstance(data, dict):
         return None
     age = now().timestamp() - float(data.get("at", 0))
-    if age > current_app.config["PORTAL_PENDING_SECONDS"] and not expired_ok:
+    if age > current_app.config["PORTAL_PENDING_SECONDS"]:
         return None
     member = db.session.get(Member, data.get("mid"))
     if member is None or member.session_generation != data.get("gen"):

@@ -74,6 +74,10 @@ def grouped(secret: str) -> str:
     return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
 
 
+def credential(member: Member) -> TotpCredential | None:
+    return db.session.scalar(db.select(TotpCredential).where(TotpCredential.member_id == member.id))
+
+
 def enrolment_secret(member: Member, now: datetime) -> str:
     """The pending secret for this member: reused while fresh, else a new one.
 
@@ -125,9 +129,7 @@ def confirm_enrolment(member: Member, code: str | None, now: datetime, *, replac
     step = matching_step(secret, code, now)
     if step is None:
         return False
-    existing = db.session.scalar(
-        db.select(TotpCredential).where(TotpCredential.member_id == member.id)
-    )
+    existing = credential(member)
     if (existing is not None) != replace:
         return False
     try:
