@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..extensions import db
 from ..models import Member, TotpCredential
 from . import lockout, recovery, totp
 
@@ -33,7 +32,7 @@ class Result:
 
 
 def totp_credential(member: Member) -> TotpCredential | None:
-    return db.session.scalar(db.select(TotpCredential).where(TotpCredential.member_id == member.id))
+    return totp.credential(member)
 
 
 def enabled_methods(member: Member) -> list[str]:

@@ -171,7 +171,7 @@ def confirm_enrolment(member: Member, code: str | None, now: datetime, *, replac
 
 def accept(member: Member, code: str | None, now: datetime) -> bool:
     """Check a sign-in or re-authentication code; each time step is accepted once."""
-    cred = db.session.scalar(db.select(TotpCredential).where(TotpCredential.member_id == member.id))
+    cred = credential(member)
     if cred is None:
         return False
     step = matching_step(secret_box().decrypt(cred.secret_encrypted), code, now)
