@@ -42,7 +42,30 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_LOGIN_LIMIT_PER_ADDRESS": "20 per minute;200 per hour",
     "PORTAL_LOGIN_LIMIT_PER_ACCOUNT": "10 per minute;60 per hour",
     "PORTAL_REAUTH_LIMIT": "10 per 15 minutes",
-    "PORTAL_PROXY_COUNT": 0,  # the token lives as long as the session
+    "PORTAL_PROXY_COUNT": 0,
+    # Mail (Flask-Mail). Without MAIL_SERVER, mail is written to the log instead.
+    "MAIL_SERVER": None,
+    "MAIL_PORT": 25,
+    "MAIL_USE_TLS": False,
+    "MAIL_USE_SSL": False,
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    "MAIL_DEFAULT_SENDER": "no-reply@localhost",
+    "MAIL_TIMEOUT": 10,
+    # Links in mail are built from this, never from the request's Host header.
+    "PORTAL_BASE_URL": None,
+    # SMS gateway: "console" (log) or "http" (POST JSON with a bearer token).
+    "PORTAL_SMS_BACKEND": "console",
+    "PORTAL_SMS_GATEWAY_URL": None,
+    "PORTAL_SMS_GATEWAY_TOKEN": None,
+    "PORTAL_SMS_TIMEOUT": 5,
+    "PORTAL_SMS_COUNTRIES": ["JP"],
+    "PORTAL_SMS_DAILY_LIMIT": 1000,
+    "PORTAL_SMS_MEMBER_DAILY_LIMIT": 10,
+    # One-time codes by email/SMS (issue "Email and SMS codes")
+    "PORTAL_OTP_SECONDS": 10 * 60,
+    "PORTAL_OTP_MAX_TRIES": 5,
+    "PORTAL_OTP_RESEND_SECONDS": 60,  # the token lives as long as the session
     "BABEL_DEFAULT_LOCALE": "ja",
     "BABEL_DEFAULT_TIMEZONE": "Asia/Tokyo",
 }
@@ -85,6 +108,28 @@ def parse_list(name: str, raw: str) -> list[str]:
     return items
 
 
+def parse_sms_backend(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"console", "http"}:
+        raise ConfigError(f"{name} must be 'console' or 'http', not {raw!r}")
+    return value
+
+
+def parse_countries(name: str, raw: str) -> list[str]:
+    items = [item.upper() for item in parse_list(name, raw)]
+    for item in items:
+        if len(item) != 2 or not item.isalpha() or not item.isascii():
+            raise ConfigError(f"{name} must list ISO country codes such as JP, not {item!r}")
+    return items
+
+
+def parse_base_url(name: str, raw: str) -> str:
+    value = parse_str(name, raw).rstrip("/")
+    if not (value.startswith("https://") or value.startswith("http://")):
+        raise ConfigError(f"{name} must start with https:// or http://, not {raw!r}")
+    return value
+
+
 def parse_env_name(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if value not in {"development", "production"}:
@@ -115,6 +160,20 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "REDIS_URL": ("REDIS_URL", parse_str),
     "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", lambda n, r: parse_int(n, r, 0)),
     "PORTAL_RATELIMIT": ("RATELIMIT_ENABLED", parse_bool),
+    "MAIL_SERVER": ("MAIL_SERVER", parse_str),
+    "MAIL_PORT": ("MAIL_PORT", lambda n, r: parse_int(n, r, 1)),
+    "MAIL_USE_TLS": ("MAIL_USE_TLS", parse_bool),
+    "MAIL_USE_SSL": ("MAIL_USE_SSL", parse_bool),
+    "MAIL_USERNAME": ("MAIL_USERNAME", parse_str),
+    "MAIL_PASSWORD": ("MAIL_PASSWORD", parse_str),
+    "MAIL_DEFAULT_SENDER": ("MAIL_DEFAULT_SENDER", parse_str),
+    "PORTAL_BASE_URL": ("PORTAL_BASE_URL", parse_base_url),
+    "PORTAL_SMS_BACKEND": ("PORTAL_SMS_BACKEND", parse_sms_backend),
+    "PORTAL_SMS_GATEWAY_URL": ("PORTAL_SMS_GATEWAY_URL", parse_base_url),
+    "PORTAL_SMS_GATEWAY_TOKEN": ("PORTAL_SMS_GATEWAY_TOKEN", parse_str),
+    "PORTAL_SMS_TIMEOUT": ("PORTAL_SMS_TIMEOUT", lambda n, r: parse_int(n, r, 1)),
+    "PORTAL_SMS_COUNTRIES": ("PORTAL_SMS_COUNTRIES", parse_countries),
+    "PORTAL_SMS_DAILY_LIMIT": ("PORTAL_SMS_DAILY_LIMIT", lambda n, r: parse_int(n, r, 0)),
 }
 
 
@@ -168,6 +227,20 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
         Path(instance_path).mkdir(parents=True, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(Path(instance_path) / "portal.db")
 
+    production = config["PORTAL_ENV"] == "production" and not config.get("TESTING")
+    if config.get("MAIL_SERVER") and production and not config.get("PORTAL_BASE_URL"):
+        raise ConfigError(
+            "PORTAL_BASE_URL is not set: mail links need the portal's public address "
+            "(for example https://portal.example.com)"
+        )
+    if not config.get("PORTAL_BASE_URL"):
+        config["PORTAL_BASE_URL"] = "http://127.0.0.1:8000"
+    if config["PORTAL_SMS_BACKEND"] == "http" and not (
+        config.get("PORTAL_SMS_GATEWAY_URL") and config.get("PORTAL_SMS_GATEWAY_TOKEN")
+    ):
+        raise ConfigError(
+            "PORTAL_SMS_BACKEND=http needs PORTAL_SMS_GATEWAY_URL and PORTAL_SMS_GATEWAY_TOKEN"
+        )
     if not config.get("RATELIMIT_STORAGE_URI"):
         config["RATELIMIT_STORAGE_URI"] = config.get("REDIS_URL") or "memory://"
 
