@@ -70,6 +70,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 "PORTAL_HTTPS is off: cookies are not marked Secure and HSTS is not sent. "
                 "Serve the portal behind TLS and set PORTAL_HTTPS=yes."
             )
+        if not app.config["MAIL_SERVER"]:
+            app.logger.warning("MAIL_SERVER is not set: no mail (codes, notices) can be sent.")
+        if app.config["PORTAL_SMS_BACKEND"] == "console":
+            app.logger.warning(
+                "PORTAL_SMS_BACKEND is 'console': SMS codes cannot be sent in production."
+            )
         if app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
             app.logger.warning("REDIS_URL is not set: rate limits are counted per worker process.")
     return app

@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_PASSWORD": None,
     "MAIL_DEFAULT_SENDER": "no-reply@localhost",
     "MAIL_TIMEOUT": 10,
+    # Flask-Mail skips sending whenever TESTING is on; the portal's tests read real mail.
+    "MAIL_SUPPRESS_SEND": False,
     # Links in mail are built from this, never from the request's Host header.
     "PORTAL_BASE_URL": None,
     # SMS gateway: "console" (log) or "http" (POST JSON with a bearer token).
@@ -167,6 +169,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "MAIL_USERNAME": ("MAIL_USERNAME", parse_str),
     "MAIL_PASSWORD": ("MAIL_PASSWORD", parse_str),
     "MAIL_DEFAULT_SENDER": ("MAIL_DEFAULT_SENDER", parse_str),
+    "MAIL_TIMEOUT": ("MAIL_TIMEOUT", lambda n, r: parse_int(n, r, 1)),
     "PORTAL_BASE_URL": ("PORTAL_BASE_URL", parse_base_url),
     "PORTAL_SMS_BACKEND": ("PORTAL_SMS_BACKEND", parse_sms_backend),
     "PORTAL_SMS_GATEWAY_URL": ("PORTAL_SMS_GATEWAY_URL", parse_base_url),
@@ -174,6 +177,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_SMS_TIMEOUT": ("PORTAL_SMS_TIMEOUT", lambda n, r: parse_int(n, r, 1)),
     "PORTAL_SMS_COUNTRIES": ("PORTAL_SMS_COUNTRIES", parse_countries),
     "PORTAL_SMS_DAILY_LIMIT": ("PORTAL_SMS_DAILY_LIMIT", lambda n, r: parse_int(n, r, 0)),
+    "PORTAL_SMS_MEMBER_DAILY_LIMIT": (
+        "PORTAL_SMS_MEMBER_DAILY_LIMIT",
+        lambda n, r: parse_int(n, r, 0),
+    ),
 }
 
 

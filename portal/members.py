@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 
+import phonenumbers
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
@@ -49,6 +51,27 @@ def check_email(email: str) -> str:
     if len(value) > 254 or not EMAIL_RE.fullmatch(value):
         raise MemberError("メールアドレスの形式が正しくありません。")
     return value
+
+
+def normalise_phone(raw: str, countries: list[str] | None = None) -> str:
+    """E.164 (``+819012345678``) for a valid number in an allowed country; "" for blank.
+
+    Numbers without a country code are read as Japanese. SMS costs money and attracts
+    toll fraud, so only the countries the operator allows are accepted.
+    """
+    value = unicodedata.normalize("NFKC", raw or "").strip()
+    if not value:
+        return ""
+    allowed = countries or current_app.config["PORTAL_SMS_COUNTRIES"]
+    try:
+        number = phonenumbers.parse(value, "JP")
+    except phonenumbers.NumberParseException:
+        raise MemberError("電話番号の形式が正しくありません。") from None
+    if not phonenumbers.is_valid_number(number):
+        raise MemberError("電話番号の形式が正しくありません。")
+    if phonenumbers.region_code_for_number(number) not in allowed:
+        raise MemberError("この国・地域の電話番号は登録できません。")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def hasher() -> PasswordHasher:
@@ -107,6 +130,7 @@ def create(
 ) -> Member:
     login_id = check_login_id(login_id)
     email = check_email(email)
+    phone = normalise_phone(phone)
     check_password_rule(password)
     if find(login_id) is not None:
         raise MemberError(f"ログインID「{login_id}」は既に使われています。")
@@ -115,7 +139,7 @@ def create(
         login_key=login_key(login_id),
         name=name.strip(),
         email=email,
-        phone=phone.strip(),
+        phone=phone,
         password_hash=hash_password(password),
         is_operator=is_operator,
     )
@@ -132,6 +156,13 @@ def set_password(member: Member, password: str) -> None:
     member.password_hash = hash_password(password)
     member.session_generation += 1
     db.session.commit()
+
+
+def check_password(member: Member, password: str) -> bool:
+    try:
+        return hasher().verify(member.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def end_sessions(member: Member) -> None:

@@ -9,10 +9,12 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -66,6 +68,8 @@ class Member(db.Model):
     tfa_failures: Mapped[int] = mapped_column(Integer, default=0)
     tfa_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_second_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The method /login/verify starts with: the first one set up, changeable in settings.
+    preferred_method: Mapped[str | None] = mapped_column(String(8), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -139,7 +143,55 @@ class RecoveryCode(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class ContactMethod(db.Model):
+    """Email or SMS as a second step. The destination is not stored here: it is always
+    the member's *current* email or phone field (the guide's Q2)."""
+
+    __tablename__ = "contact_method"
+    __table_args__ = (UniqueConstraint("member_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "email" | "sms"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OneTimeCode(db.Model):
+    """A code sent by email or SMS. Only the latest per member and purpose exists."""
+
+    __tablename__ = "one_time_code"
+    __table_args__ = (Index("ix_one_time_code_member_purpose", "member_id", "purpose"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(32))  # e.g. "signin:email", "change:phone"
+    channel: Mapped[str] = mapped_column(String(8))  # "email" | "sms"
+    # Where it went; for an address change, the new address that takes over once proven.
+    destination: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SmsSend(db.Model):
+    """One row per SMS handed to the gateway: the daily caps count these."""
+
+    __tablename__ = "sms_send"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("member.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 __all__ = [
+    "ContactMethod",
+    "OneTimeCode",
+    "SmsSend",
     "Member",
     "RecoveryCode",
     "TotpCredential",

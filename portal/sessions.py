@@ -42,9 +42,10 @@ def safe_next(target: str | None) -> str | None:
 class Pending:
     member: Member
     next: str | None
+    method: str  # the second-step method being used: "app", "email" or "sms"
 
 
-def begin_pending(member: Member, next_url: str | None) -> None:
+def begin_pending(member: Member, next_url: str | None, method: str) -> None:
     """Password accepted, second step owed. Nothing from before sign-in is carried over."""
     session.clear()
     session[PENDING] = {
@@ -52,7 +53,14 @@ def begin_pending(member: Member, next_url: str | None) -> None:
         "gen": member.session_generation,
         "at": now().timestamp(),
         "next": safe_next(next_url),
+        "method": method,
     }
+
+
+def set_pending_method(method: str) -> None:
+    data = dict(session[PENDING])
+    data["method"] = method
+    session[PENDING] = data
 
 
 def pending() -> Pending | None:
@@ -67,7 +75,7 @@ def pending() -> Pending | None:
     member = db.session.get(Member, data.get("mid"))
     if member is None or member.session_generation != data.get("gen"):
         return None
-    return Pending(member, data.get("next"))
+    return Pending(member, data.get("next"), str(data.get("method") or "app"))
 
 
 def drop_stale_pending() -> None:

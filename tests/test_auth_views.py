@@ -162,7 +162,9 @@ def test_wrong_code_htmx_swaps_the_form_only(client, auth, member_with_totp):
     auth.login()
     response = auth.verify("000000", headers=HX)
     assert response.status_code == 200
-    assert "<html" not in response.text and response.text.lstrip().startswith("<form")
+    assert "<html" not in response.text and response.text.lstrip().startswith(
+        '<div id="verify-box">'
+    )
     assert WRONG in response.text
     assert "HX-Request" in response.headers["Vary"]
 

@@ -178,9 +178,9 @@ def read_secret(container) -> str:
 
 
 def open_dialog(page: Page, link: str, title: str, app: Authenticator | None, member) -> None:
-    """Click a section's button and wait for its dialog. Changing 2FA needs a second step
+    """Click the app section's button and wait for its dialog. Changing 2FA needs a second step
     within the last 10 minutes; should the server ask for one, give it."""
-    page.locator("#tfa-sections").get_by_role("link", name=link).click()
+    page.locator("#section-app").get_by_role("link", name=link).click()
     dialog = page.locator("dialog#dialog")
     heading = dialog.locator("#dialog-title")
     expect(heading).to_have_text(re.compile(f"^(本人確認|{re.escape(title)})$"))

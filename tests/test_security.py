@@ -8,23 +8,34 @@ from conftest import PASSWORD, extract_csrf
 from portal import twofactor
 from portal.members import find
 
-POSTS = [
-    "/login",
-    "/login/verify",
-    "/login/recovery",
-    "/logout",
-    "/settings/reauth",
-    "/settings/2fa/app/setup",
-    "/settings/2fa/app/replace",
-    "/settings/2fa/app/disable",
-    "/settings/2fa/recovery/regenerate",
-]
+# Every POST route, with a concrete URL to attack it through.
+POST_ROUTES = {
+    "/login": "/login",
+    "/login/verify": "/login/verify",
+    "/login/recovery": "/login/recovery",
+    "/login/resend": "/login/resend",
+    "/login/method": "/login/method",
+    "/logout": "/logout",
+    "/settings/reauth": "/settings/reauth",
+    "/settings/reauth/send": "/settings/reauth/send",
+    "/settings/2fa/app/setup": "/settings/2fa/app/setup",
+    "/settings/2fa/app/replace": "/settings/2fa/app/replace",
+    "/settings/2fa/<any(app, email, sms):kind>/disable": "/settings/2fa/app/disable",
+    "/settings/2fa/<any(email, sms):kind>/setup": "/settings/2fa/email/setup",
+    "/settings/2fa/<any(email, sms):kind>/send": "/settings/2fa/sms/send",
+    "/settings/2fa/preferred": "/settings/2fa/preferred",
+    "/settings/2fa/recovery/regenerate": "/settings/2fa/recovery/regenerate",
+    "/settings/profile": "/settings/profile",
+    "/settings/profile/confirm": "/settings/profile/confirm",
+    "/settings/password": "/settings/password",
+}
+POSTS = list(POST_ROUTES.values())
 
 
 def test_every_post_route_is_listed(app):
     """A new POST route must join the CSRF test below."""
     posting = {rule.rule for rule in app.url_map.iter_rules() if "POST" in (rule.methods or set())}
-    assert posting == set(POSTS)
+    assert posting == set(POST_ROUTES)
 
 
 def signed_in_with_token(client):

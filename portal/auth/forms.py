@@ -40,3 +40,11 @@ class RecoveryForm(FlaskForm):
         validators=[Length(max=64)],
         render_kw={"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false"},
     )
+
+
+class ActionForm(FlaskForm):
+    """A POST with nothing but the CSRF token (resend)."""
+
+
+class MethodForm(FlaskForm):
+    method = StringField(validators=[Length(max=8)])

@@ -1,4 +1,5 @@
-"""Sign-in: password, then the second step (app code or recovery code), and sign-out."""
+"""Sign-in: password, then the second step (app, email or SMS code, or a recovery code),
+and sign-out."""
 
 from __future__ import annotations
 
@@ -7,28 +8,25 @@ from datetime import datetime
 
 from flask import current_app, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import format_datetime
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from .. import members, sessions, throttle, twofactor
+from .. import members, notify, sessions, throttle, twofactor
 from ..htmx import redirect_to, render
 from ..models import Member
-from ..twofactor import Outcome, lockout, recovery
+from ..texts import (
+    METHOD_SHORT,
+    TOO_MANY,
+    WRONG_CODE,
+    code_status_message,
+    lock_message,
+    refusal_message,
+    sent_message,
+)
+from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, lockout, otp_codes, recovery
 from . import bp
-from .forms import CodeForm, LoginForm, RecoveryForm
-
-WRONG_CODE = "認証コードが正しくありません。"
-TOO_MANY = _l("ログインの試行回数が多すぎます。しばらく待ってから再度お試しください。")
-
-
-def lock_message(result: twofactor.Result) -> str:
-    return _(
-        "認証に続けて失敗したため、一時的にロックしています。%(time)s 以降に再度お試しください。",
-        time=format_datetime(result.locked_until, "HH:mm"),
-    )
+from .forms import ActionForm, CodeForm, LoginForm, MethodForm, RecoveryForm
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -50,8 +48,11 @@ def login() -> ResponseReturnValue:
         elif (member := members.authenticate(form.login_id.data, form.password.data)) is None:
             # One message for an unknown ID and a wrong password: no hint which it was.
             error = _("ログインIDまたはパスワードが正しくありません。")
-        elif twofactor.has_two_factor(member):
-            sessions.begin_pending(member, next_url)
+        elif (method := twofactor.preferred_method(member)) is not None:
+            sessions.begin_pending(member, next_url, method)
+            if method in CONTACT_METHODS:
+                # Sent by this POST, never by a GET: reloading the code page sends nothing.
+                _send_code(member, method)
             return redirect_to(url_for("auth.verify"))
         else:
             sessions.complete_sign_in(member, second_step=False)
@@ -59,6 +60,14 @@ def login() -> ResponseReturnValue:
     return render(
         "auth/login.html", "auth/_login_form.html", status, form=form, error=error, next=next_url
     )
+
+
+def _send_code(member: Member, method: str) -> None:
+    """Send a sign-in code; a refusal becomes a message on the code page."""
+    try:
+        twofactor.send_signin_code(member, method, sessions.now())
+    except SendRefused as refused:
+        flash(refusal_message(refused, method), "error")
 
 
 def _pending_or_restart():
@@ -75,12 +84,30 @@ def _finish(state: sessions.Pending):
     return redirect_to(state.next or url_for("main.index"))
 
 
+def mask(kind: str, value: str) -> str:
+    return notify.mask_phone(value) if kind == "sms" else notify.mask_email(value)
+
+
+def _verify_context(state: sessions.Pending) -> dict:
+    """What the code page says about the chosen method and the other choices."""
+    method = state.method
+    sent_to = None
+    if method in CONTACT_METHODS:
+        sent_to = otp_codes.pending_destination(state.member, f"signin:{method}", sessions.now())
+    return {
+        "method": method,
+        "sent_to": mask(method, sent_to) if sent_to else None,
+        "others": [m for m in twofactor.enabled_methods(state.member) if m != method],
+        "method_short": METHOD_SHORT,
+    }
+
+
 def _second_step(
     form: FlaskForm,
     field: str,
-    check: Callable[[Member, str | None, datetime], twofactor.Result],
-    wrong: str,
+    check: Callable[[sessions.Pending, str | None, datetime], twofactor.Result],
     templates: tuple[str, str],
+    wrong: str | None = None,
     on_success: Callable[[Member], None] | None = None,
 ) -> ResponseReturnValue:
     """One shape for every second-step page: refuse without a live pending sign-in,
@@ -91,22 +118,22 @@ def _second_step(
     now = sessions.now()
     error, status = None, 200
     if form.validate_on_submit():
-        result = check(state.member, getattr(form, field).data, now)
+        result = check(state, getattr(form, field).data, now)
         if result.ok:
             response = _finish(state)
             if on_success:
                 on_success(state.member)
             return response
         if result.outcome is Outcome.LOCKED:
-            error, status = lock_message(result), 429
+            error, status = lock_message(result.locked_until), 429
         else:
-            error = wrong
+            error = wrong or code_status_message(result.status)
     elif form.errors:
-        error = wrong
+        error = wrong or str(WRONG_CODE)
     elif (until := lockout.locked_until(state.member, now)) is not None:
-        error = lock_message(twofactor.Result(Outcome.LOCKED, until))
+        error = lock_message(until)
     getattr(form, field).data = ""
-    return render(*templates, status, form=form, error=error)
+    return render(*templates, status, form=form, error=error, **_verify_context(state))
 
 
 @bp.route("/login/verify", methods=["GET", "POST"])
@@ -114,10 +141,47 @@ def verify() -> ResponseReturnValue:
     return _second_step(
         CodeForm(),
         "code",
-        twofactor.verify_code,
-        _(WRONG_CODE),
+        lambda state, code, now: twofactor.verify_code(state.member, code, now, state.method),
         ("auth/verify.html", "auth/_verify_form.html"),
     )
+
+
+@bp.route("/login/resend", methods=["POST"])
+def resend() -> ResponseReturnValue:
+    """Send the email/SMS code again (60 s apart); the answer renders in place."""
+    state, restart = _pending_or_restart()
+    if restart:
+        return restart
+    form = ActionForm()
+    notice = send_error = None
+    if form.validate_on_submit() and state.method in CONTACT_METHODS:
+        try:
+            sent_to = twofactor.send_signin_code(state.member, state.method, sessions.now())
+            notice = sent_message(state.method, mask(state.method, sent_to))
+        except SendRefused as refused:
+            send_error = refusal_message(refused, state.method)
+    return render(
+        "auth/verify.html",
+        "auth/_verify_form.html",
+        form=CodeForm(formdata=None),
+        notice=notice,
+        send_error=send_error,
+        **_verify_context(state),
+    )
+
+
+@bp.route("/login/method", methods=["POST"])
+def choose_method() -> ResponseReturnValue:
+    """別の方法で認証する: switch to another enabled method (email/SMS send a code)."""
+    state, restart = _pending_or_restart()
+    if restart:
+        return restart
+    form = MethodForm()
+    if form.validate_on_submit() and form.method.data in twofactor.enabled_methods(state.member):
+        sessions.set_pending_method(form.method.data)
+        if form.method.data in CONTACT_METHODS:
+            _send_code(state.member, form.method.data)
+    return redirect_to(url_for("auth.verify"))
 
 
 def _report_recovery_codes_left(member: Member) -> None:
@@ -135,9 +199,9 @@ def recovery_login() -> ResponseReturnValue:
     return _second_step(
         RecoveryForm(),
         "recovery_code",
-        twofactor.verify_recovery_code,
-        _("リカバリーコードが正しくないか、既に使用されています。"),
+        lambda state, code, now: twofactor.verify_recovery_code(state.member, code, now),
         ("auth/recovery.html", "auth/_recovery_form.html"),
+        wrong=_("リカバリーコードが正しくないか、既に使用されています。"),
         on_success=_report_recovery_codes_left,
     )
 

@@ -1,6 +1,6 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, StringField
+from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import Length
 
 from ..auth.forms import CODE_ATTRS
@@ -11,6 +11,8 @@ class CodeForm(FlaskForm):
 
 
 class ReauthCodeForm(FlaskForm):
+    # Which email/SMS method's code is being entered (empty: the app or a recovery code).
+    method = HiddenField(validators=[Length(max=8)])
     code = StringField(
         _l("認証コードまたはリカバリーコード"),
         validators=[Length(max=64)],
@@ -32,3 +34,49 @@ class ConfirmForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A POST with nothing but the CSRF token."""
+
+
+class MethodForm(FlaskForm):
+    method = StringField(validators=[Length(max=8)])
+
+
+class ProfileForm(FlaskForm):
+    name = StringField(_l("氏名"), validators=[Length(max=200)], render_kw={"autocomplete": "name"})
+    email = StringField(
+        _l("メールアドレス"),
+        validators=[Length(max=254)],
+        render_kw={"autocomplete": "email", "inputmode": "email", "spellcheck": "false"},
+    )
+    phone = StringField(
+        _l("携帯電話番号"),
+        validators=[Length(max=40)],
+        render_kw={"autocomplete": "tel", "inputmode": "tel"},
+    )
+    current_password = PasswordField(
+        _l("現在のパスワード（メールアドレス・電話番号を変更するとき）"),
+        validators=[Length(max=4096)],
+        render_kw={"autocomplete": "current-password"},
+    )
+
+
+class ContactConfirmForm(FlaskForm):
+    kind = HiddenField(validators=[Length(max=8)])
+    code = StringField(_l("確認コード"), validators=[Length(max=64)], render_kw=CODE_ATTRS)
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField(
+        _l("現在のパスワード"),
+        validators=[Length(max=4096)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    new_password = PasswordField(
+        _l("新しいパスワード（12文字以上）"),
+        validators=[Length(max=4096)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    new_password_confirm = PasswordField(
+        _l("新しいパスワード（確認）"),
+        validators=[Length(max=4096)],
+        render_kw={"autocomplete": "new-password"},
+    )

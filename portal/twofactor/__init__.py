@@ -1,7 +1,7 @@
 """The two-step verification domain: no request, session or flash in here.
 
 Views pass a member, what was typed and ``now``; these functions answer with a
-:class:`Outcome` and keep the counters, so every entry point applies the same rules.
+:class:`Result` and keep the counters, so every entry point applies the same rules.
 """
 
 from __future__ import annotations
@@ -11,8 +11,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..models import Member, TotpCredential
-from . import lockout, recovery, totp
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import ContactMethod, Member, TotpCredential
+from . import lockout, otp_codes, recovery, totp
+from .otp_codes import Refusal, SendRefused, Status
+
+METHODS = ("app", "email", "sms")
+CONTACT_METHODS = ("email", "sms")
+
+__all__ = [
+    "METHODS",
+    "Outcome",
+    "Refusal",
+    "Result",
+    "SendRefused",
+    "Status",
+]
 
 
 class Outcome(enum.Enum):
@@ -25,6 +42,8 @@ class Outcome(enum.Enum):
 class Result:
     outcome: Outcome
     locked_until: datetime | None = None
+    # For email/SMS codes: why a code was refused (wrong, expired, tries used up).
+    status: Status | None = None
 
     @property
     def ok(self) -> bool:
@@ -35,13 +54,58 @@ def totp_credential(member: Member) -> TotpCredential | None:
     return totp.credential(member)
 
 
+def contact_method(member: Member, kind: str) -> ContactMethod | None:
+    return db.session.scalar(
+        db.select(ContactMethod).where(
+            ContactMethod.member_id == member.id, ContactMethod.kind == kind
+        )
+    )
+
+
+def method_since(member: Member, kind: str) -> datetime | None:
+    row = totp_credential(member) if kind == "app" else contact_method(member, kind)
+    return row.created_at if row is not None else None
+
+
 def enabled_methods(member: Member) -> list[str]:
-    """Method keys in the order they are offered. Email/SMS join in a later issue."""
-    return ["app"] if totp_credential(member) is not None else []
+    """The member's methods in the order they were set up."""
+    found = []
+    cred = totp_credential(member)
+    if cred is not None:
+        found.append((cred.created_at, "app"))
+    for row in db.session.scalars(
+        db.select(ContactMethod).where(ContactMethod.member_id == member.id)
+    ):
+        found.append((row.created_at, row.kind))
+    return [kind for _, kind in sorted(found)]
 
 
 def has_two_factor(member: Member) -> bool:
     return bool(enabled_methods(member))
+
+
+def preferred_method(member: Member) -> str | None:
+    """The method sign-in starts with: the member's choice, else the first set up."""
+    methods = enabled_methods(member)
+    if member.preferred_method in methods:
+        return member.preferred_method
+    return methods[0] if methods else None
+
+
+def set_preferred(member: Member, kind: str) -> bool:
+    if kind not in enabled_methods(member):
+        return False
+    member.preferred_method = kind
+    db.session.commit()
+    return True
+
+
+def destination(member: Member, kind: str) -> str:
+    """Always the member's *current* address: changing it needs no new set-up."""
+    return member.email if kind == "email" else member.phone
+
+
+# --- attempts and the lockout ---------------------------------------------------------
 
 
 def _attempt(member: Member, now: datetime, check: Callable[[], bool]) -> Result:
@@ -57,9 +121,36 @@ def _attempt(member: Member, now: datetime, check: Callable[[], bool]) -> Result
     return Result(Outcome.WRONG)
 
 
-def verify_code(member: Member, code: str | None, now: datetime) -> Result:
-    """A second step with an authenticator-app code (sign-in)."""
-    return _attempt(member, now, lambda: totp.accept(member, code, now))
+def _contact_check(member: Member, kind: str, code: str | None, now: datetime):
+    """A check for _attempt that remembers why an email/SMS code failed."""
+    seen: dict[str, Status] = {}
+
+    def check() -> bool:
+        status, _ = otp_codes.check(member, f"signin:{kind}", code, now)
+        seen["status"] = status
+        if status is Status.OK:
+            db.session.execute(
+                update(ContactMethod)
+                .where(ContactMethod.member_id == member.id, ContactMethod.kind == kind)
+                .values(last_used_at=now)
+            )
+            db.session.commit()
+        return status is Status.OK
+
+    return check, seen
+
+
+def verify_code(member: Member, code: str | None, now: datetime, method: str = "app") -> Result:
+    """A second step at sign-in with the chosen method's code."""
+    if method == "app":
+        return _attempt(member, now, lambda: totp.accept(member, code, now))
+    if method not in CONTACT_METHODS or contact_method(member, method) is None:
+        return _attempt(member, now, lambda: False)
+    check, seen = _contact_check(member, method, code, now)
+    result = _attempt(member, now, check)
+    if result.outcome is Outcome.WRONG:
+        return Result(Outcome.WRONG, status=seen.get("status"))
+    return result
 
 
 def verify_recovery_code(member: Member, code: str | None, now: datetime) -> Result:
@@ -67,24 +158,46 @@ def verify_recovery_code(member: Member, code: str | None, now: datetime) -> Res
     return _attempt(member, now, lambda: recovery.use(member, code, now))
 
 
-def verify_any(member: Member, code: str | None, now: datetime) -> Result:
+def verify_any(
+    member: Member, code: str | None, now: datetime, method: str | None = None
+) -> Result:
     """Re-authentication: a current code from an enabled method or an unused recovery
-    code, never the password alone."""
+    code, never the password alone. ``method`` names the email/SMS method whose code was
+    sent for this; otherwise the app code is tried."""
 
     def check() -> bool:
         if recovery.canonical(code) is not None:
             return recovery.use(member, code, now)
+        if method in CONTACT_METHODS:
+            status, _ = otp_codes.check(member, f"signin:{method}", code, now)
+            return status is Status.OK
         return totp.accept(member, code, now)
 
     return _attempt(member, now, check)
 
 
-def disable_app(member: Member) -> None:
-    """Turning off the last method also voids the recovery codes (they would otherwise
-    be a way back into an account that has no second step)."""
-    totp.remove(member)
-    if not has_two_factor(member):
-        recovery.void(member)
+def send_signin_code(member: Member, kind: str, now: datetime) -> str:
+    """Send a sign-in (or re-authentication) code by email/SMS; returns where it went.
+    Raises :class:`SendRefused` when nothing was sent."""
+    from ..messages import signin_code
+
+    target = destination(member, kind)
+    if kind not in CONTACT_METHODS or contact_method(member, kind) is None or not target:
+        raise SendRefused(Refusal.FAILED)
+    otp_codes.send(member, f"signin:{kind}", kind, target, now, signin_code)
+    return target
+
+
+# --- turning methods on and off -------------------------------------------------------
+
+
+def _first_method_bookkeeping(member: Member, kind: str, first: bool, now: datetime) -> list[str]:
+    lockout.record_success(member, now)
+    if first:
+        member.preferred_method = kind
+        db.session.commit()
+        return recovery.issue(member, now)
+    return []
 
 
 def enable_app(
@@ -95,7 +208,58 @@ def enable_app(
     first = not has_two_factor(member)
     if not totp.confirm_enrolment(member, code, now, replace=replace):
         return None
-    lockout.record_success(member, now)
-    if first:
-        return recovery.issue(member, now)
-    return []
+    return _first_method_bookkeeping(member, "app", first and not replace, now)
+
+
+def send_setup_code(member: Member, kind: str, now: datetime) -> str:
+    """Send the code that proves the member receives mail/SMS at the current address."""
+    from ..messages import setup_code
+
+    target = destination(member, kind)
+    if not target:
+        raise SendRefused(Refusal.FAILED)
+    otp_codes.send(member, f"setup:{kind}", kind, target, now, setup_code)
+    return target
+
+
+def enable_contact(
+    member: Member, kind: str, code: str | None, now: datetime
+) -> tuple[Status, list[str] | None]:
+    """Turn on email/SMS with the code sent to the current address. Returns the code
+    status and, when OK, new recovery codes (first method) or ``[]``."""
+    first = not has_two_factor(member)
+    status, sent_to = otp_codes.check(member, f"setup:{kind}", code, now)
+    if status is not Status.OK:
+        return status, None
+    if sent_to != destination(member, kind):
+        return Status.EXPIRED, None  # the address changed after the code was sent
+    try:
+        db.session.add(
+            ContactMethod(member_id=member.id, kind=kind, created_at=now, last_used_at=now)
+        )
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a parallel request enabled it first
+        return Status.OK, []
+    return Status.OK, _first_method_bookkeeping(member, kind, first, now)
+
+
+def disable_method(member: Member, kind: str) -> None:
+    """Turning off the last method also voids the recovery codes (they would otherwise
+    be a way back into an account that has no second step)."""
+    if kind == "app":
+        totp.remove(member)
+    else:
+        db.session.execute(
+            delete(ContactMethod).where(
+                ContactMethod.member_id == member.id, ContactMethod.kind == kind
+            )
+        )
+        db.session.commit()
+        otp_codes.discard(member, f"signin:{kind}")
+    if not has_two_factor(member):
+        recovery.void(member)
+
+
+def disable_app(member: Member) -> None:
+    disable_method(member, "app")

@@ -1,0 +1,61 @@
+"""Security notices mailed to the member: what happened, when, from where, and what to
+do if it was not them. A failed send never blocks the action; it is logged."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from flask import current_app, render_template
+from flask_babel import format_datetime
+
+from . import notify
+from .models import Member
+
+log = logging.getLogger(__name__)
+
+SUBJECTS = {
+    "method_enabled": "2段階認証の方法が追加されました",
+    "method_disabled": "2段階認証の方法が無効化されました",
+    "app_replaced": "認証アプリが変更されました",
+    "recovery_regenerated": "リカバリーコードが再発行されました",
+    "recovery_used": "リカバリーコードでログインしました",
+    "email_changed": "メールアドレスが変更されました",
+    "phone_changed": "電話番号が変更されました",
+    "password_changed": "パスワードが変更されました",
+}
+
+
+def send(
+    member: Member,
+    event: str,
+    *,
+    now: datetime,
+    ip: str,
+    user_agent: str,
+    to: str | None = None,
+    **details: object,
+) -> bool:
+    """Mail a notice to ``to`` (default: the member's current email). Returns whether
+    it was handed over; failures are logged, never raised."""
+    address = to or member.email
+    if not address:
+        return False
+    issuer = current_app.config["PORTAL_ISSUER"]
+    text = render_template(
+        "mail/notice.txt",
+        event=event,
+        member=member,
+        issuer=issuer,
+        when=format_datetime(now, "yyyy年M月d日 HH:mm"),
+        ip=ip or "不明",
+        user_agent=user_agent or "不明",
+        base_url=current_app.config["PORTAL_BASE_URL"],
+        **details,
+    )
+    try:
+        notify.send_email(address, f"【{issuer}】{SUBJECTS[event]}", text)
+    except notify.DeliveryError:
+        log.warning("notice %s to member %s could not be sent", event, member.login_key)
+        return False
+    return True

@@ -1,0 +1,85 @@
+"""Authenticator app: set-up and replacement (new phone proven before the swap)."""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+
+from .. import notices, sessions, twofactor
+from ..htmx import no_store
+from ..texts import WRONG_CODE
+from ..twofactor import totp
+from . import bp
+from .common import (
+    client_details,
+    dialog,
+    done,
+    member,
+    method_state_mismatch,
+    reauth_dialog,
+    recovery_codes_dialog,
+    stale,
+)
+from .forms import CodeForm
+from .views import announce_enabled
+
+
+def _setup_view(*, replace: bool) -> ResponseReturnValue:
+    endpoint = "settings.totp_replace" if replace else "settings.totp_setup"
+    here = url_for(endpoint)
+    m = member()
+    if stale():
+        return reauth_dialog(here)
+    if (mismatch := method_state_mismatch(m, "app", needs_method=replace)) is not None:
+        return mismatch
+    now = sessions.now()
+    form = CodeForm()
+    error = None
+    if form.validate_on_submit():
+        new_codes = twofactor.enable_app(m, form.code.data, now, replace=replace)
+        if new_codes is not None:
+            if replace:
+                sessions.mark_reauthenticated(second_step=True)
+                sessions.end_other_sessions(m)
+                notices.send(m, "app_replaced", now=now, **client_details())
+                return done(
+                    _("認証アプリを変更しました。"),
+                    _("これからは新しい端末の認証アプリに表示されるコードでログインしてください。"),
+                )
+            announce_enabled("app")
+            if new_codes:
+                return recovery_codes_dialog(
+                    new_codes, _("認証アプリによる認証の設定が完了しました。")
+                )
+            return done(_("設定が完了しました。"), _("認証アプリによる認証の設定が完了しました。"))
+        if (mismatch := method_state_mismatch(m, "app", needs_method=replace)) is not None:
+            return mismatch  # a parallel request (double submit) finished the set-up
+        error = str(WRONG_CODE)
+        form.code.data = ""
+    secret = totp.enrolment_secret(m, now)
+    issuer = current_app.config["PORTAL_ISSUER"]
+    uri = totp.provisioning_uri(secret, m.login_id, issuer)
+    return no_store(
+        dialog(
+            "settings/_totp_setup.html",
+            form=form,
+            error=error,
+            replace=replace,
+            action=here,
+            qr=totp.qr_svg(uri, _("認証アプリに読み取らせるQRコード")),
+            secret=totp.grouped(secret),
+            issuer=issuer,
+            account=m.login_id,
+        )
+    )
+
+
+@bp.route("/2fa/app/setup", methods=["GET", "POST"])
+def totp_setup() -> ResponseReturnValue:
+    return _setup_view(replace=False)
+
+
+@bp.route("/2fa/app/replace", methods=["GET", "POST"])
+def totp_replace() -> ResponseReturnValue:
+    return _setup_view(replace=True)

@@ -1,0 +1,180 @@
+"""Member information (name, email, phone) and the password.
+
+Changing the email or phone needs the current password and, for a member with 2FA, a
+recent second step. When that address is an enabled second step, the new address only
+takes over once a code sent to it is entered, so a stolen session cannot quietly move
+the second step; the old address is told either way.
+"""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from markupsafe import Markup
+
+from .. import members, messages, notices, sessions, throttle, twofactor
+from ..extensions import db
+from ..texts import TOO_MANY, code_status_message, refusal_message
+from ..twofactor import SendRefused, Status, otp_codes
+from . import bp
+from .common import client_details, mask, member
+from .forms import ContactConfirmForm, PasswordChangeForm, ProfileForm
+
+FIELD_OF = {"email": "email", "sms": "phone"}
+EVENT_OF = {"email": "email_changed", "sms": "phone_changed"}
+
+
+def _pending_changes(m) -> list[dict]:
+    now = sessions.now()
+    found = []
+    for kind in ("email", "sms"):
+        target = otp_codes.pending_destination(m, f"change:{kind}", now)
+        if target:
+            found.append({"kind": kind, "masked": mask(kind, target), "target": target})
+    return found
+
+
+def _render_profile(form: ProfileForm, confirm: ContactConfirmForm | None = None, **context):
+    m = member()
+    return render_template(
+        "settings/profile.html",
+        form=form,
+        confirm=confirm or ContactConfirmForm(formdata=None),
+        pending=_pending_changes(m),
+        **context,
+    )
+
+
+def reauth_needed_message(endpoint: str) -> Markup:
+    """A field error with a link to re-authenticate and come back to this page."""
+    link = url_for("settings.reauth", next=url_for(endpoint))
+    return Markup('{} <a href="{}">{}</a>').format(
+        _("変更するには、先に2段階認証で本人確認をしてください。"), link, _("本人確認をする")
+    )
+
+
+def _apply(m, kind: str, value: str) -> None:
+    """Store the new address and tell the old one."""
+    old = getattr(m, FIELD_OF[kind])
+    setattr(m, FIELD_OF[kind], value)
+    db.session.commit()
+    if kind == "email" and old:
+        notices.send(
+            m, "email_changed", now=sessions.now(), to=old, new_value=value, **client_details()
+        )
+    elif kind == "sms":
+        notices.send(
+            m,
+            "phone_changed",
+            now=sessions.now(),
+            new_value=mask("sms", value) if value else "-",
+            **client_details(),
+        )
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+def profile() -> ResponseReturnValue:
+    m = member()
+    form = ProfileForm(obj=None if request.method == "POST" else m)
+    if not form.validate_on_submit():
+        return _render_profile(form)
+    errors: dict[str, str] = {}
+    new = {"email": m.email, "sms": m.phone}
+    try:
+        new["email"] = members.check_email(form.email.data or "")
+    except members.MemberError as exc:
+        errors["email"] = str(exc)
+    try:
+        new["sms"] = members.normalise_phone(form.phone.data or "")
+    except members.MemberError as exc:
+        errors["phone"] = str(exc)
+    methods = twofactor.enabled_methods(m)
+    if "sms" in methods and "phone" not in errors and not new["sms"]:
+        errors["phone"] = _("SMSによる認証を使っているため、電話番号は空にできません。")
+    changed = [k for k in ("email", "sms") if k not in errors and new[k] != getattr(m, FIELD_OF[k])]
+    if changed and not errors:
+        password = form.current_password.data or ""
+        if not throttle.allow("reauth", "PORTAL_REAUTH_LIMIT", str(m.id)):
+            errors["current_password"] = str(TOO_MANY)
+        elif not members.check_password(m, password):
+            errors["current_password"] = _("現在のパスワードが正しくありません。")
+        elif not sessions.is_fresh(bool(methods)) and methods:
+            errors["current_password"] = reauth_needed_message("settings.profile")
+    if errors:
+        return _render_profile(form, errors=errors)
+    m.name = (form.name.data or "").strip()
+    db.session.commit()
+    for kind in changed:
+        if kind in methods:
+            try:
+                otp_codes.send(
+                    m, f"change:{kind}", kind, new[kind], sessions.now(), messages.change_code
+                )
+            except SendRefused as refused:
+                flash(refusal_message(refused, kind), "error")
+                continue
+            flash(
+                _(
+                    "%(to)s に確認コードを送信しました。コードを入力すると変更が確定します。",
+                    to=mask(kind, new[kind]),
+                )
+            )
+        else:
+            _apply(m, kind, new[kind])
+            flash(_("連絡先を変更しました。"))
+    if not changed:
+        flash(_("メンバー情報を保存しました。"))
+    return redirect(url_for("settings.profile"))
+
+
+@bp.route("/profile/confirm", methods=["POST"])
+def profile_confirm() -> ResponseReturnValue:
+    """Enter the code sent to the new address: only then does it take over."""
+    m = member()
+    confirm = ContactConfirmForm()
+    kind = confirm.kind.data
+    if not confirm.validate_on_submit() or kind not in FIELD_OF:
+        return redirect(url_for("settings.profile"))
+    status, target = otp_codes.check(m, f"change:{kind}", confirm.code.data, sessions.now())
+    if status is Status.OK and target:
+        _apply(m, kind, target)
+        flash(_("連絡先を変更しました。これからの認証コードは新しい連絡先に送られます。"))
+        return redirect(url_for("settings.profile"))
+    confirm.code.data = ""
+    return _render_profile(
+        ProfileForm(formdata=None, obj=m),
+        confirm=confirm,
+        confirm_errors={kind: code_status_message(status)},
+    )
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def password() -> ResponseReturnValue:
+    m = member()
+    form = PasswordChangeForm()
+    errors: dict[str, str] = {}
+    if form.validate_on_submit():
+        methods = twofactor.enabled_methods(m)
+        new = form.new_password.data or ""
+        if not throttle.allow("reauth", "PORTAL_REAUTH_LIMIT", str(m.id)):
+            errors["current_password"] = str(TOO_MANY)
+        elif not members.check_password(m, form.current_password.data or ""):
+            errors["current_password"] = _("現在のパスワードが正しくありません。")
+        elif methods and not sessions.is_fresh(True):
+            errors["current_password"] = reauth_needed_message("settings.password")
+        else:
+            try:
+                members.check_password_rule(new)
+            except members.MemberError as exc:
+                errors["new_password"] = str(exc)
+            else:
+                if new != (form.new_password_confirm.data or ""):
+                    errors["new_password_confirm"] = _("確認用のパスワードが一致しません。")
+        if not errors:
+            members.set_password(m, new)
+            sessions.end_other_sessions(m)
+            notices.send(m, "password_changed", now=sessions.now(), **client_details())
+            flash(_("パスワードを変更しました。ほかの端末のログイン状態は解除されました。"))
+            return redirect(url_for("settings.password"))
+    return render_template("settings/password.html", form=form, errors=errors)

@@ -1,0 +1,56 @@
+"""UI messages shared by several views (the quoted ones are part of the contract)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_babel import format_datetime
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from .twofactor import Refusal, SendRefused, Status
+
+WRONG_CODE = _l("認証コードが正しくありません。")
+TOO_MANY = _l("ログインの試行回数が多すぎます。しばらく待ってから再度お試しください。")
+
+METHOD_NAMES = {
+    "app": _l("認証アプリによる認証"),
+    "email": _l("メールによる認証"),
+    "sms": _l("SMSによる認証"),
+}
+METHOD_SHORT = {"app": _l("認証アプリ"), "email": _l("メール"), "sms": _l("SMS")}
+
+
+def lock_message(until: datetime) -> str:
+    return _(
+        "認証に続けて失敗したため、一時的にロックしています。%(time)s 以降に再度お試しください。",
+        time=format_datetime(until, "HH:mm"),
+    )
+
+
+def code_status_message(status: Status | None) -> str:
+    if status is Status.EXPIRED:
+        return _("認証コードの有効期限が切れています。新しいコードを送信してください。")
+    if status is Status.EXHAUSTED:
+        return _(
+            "入力回数の上限に達したため、このコードは無効になりました。新しいコードを送信してください。"
+        )
+    return str(WRONG_CODE)
+
+
+def refusal_message(refused: SendRefused, kind: str) -> str:
+    if refused.reason is Refusal.TOO_SOON:
+        return _("あと%(seconds)d秒後に再送できます。", seconds=refused.seconds)
+    if refused.reason in (Refusal.MEMBER_CAP, Refusal.SITE_CAP):
+        return _(
+            "本日送信できるSMSの上限に達しました。別の方法で認証するか、明日以降に再度お試しください。"
+        )
+    if kind == "sms":
+        return _("SMSを送信できませんでした。時間をおいて再度お試しください。")
+    return _("メールを送信できませんでした。時間をおいて再度お試しください。")
+
+
+def sent_message(kind: str, masked: str) -> str:
+    if kind == "sms":
+        return _("%(to)s にSMSで認証コードを送信しました。", to=masked)
+    return _("%(to)s に認証コードを送信しました。", to=masked)

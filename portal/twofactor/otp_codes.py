@@ -1,0 +1,192 @@
+"""One-time codes sent by email or SMS.
+
+6 digits from ``secrets``, valid 10 minutes, at most 5 wrong tries per code, only the
+latest code per member and purpose is valid, a resend waits 60 s. Codes are stored as
+keyed hashes bound to the member and purpose, compared in constant time, and accepted
+once (a conditional UPDATE decides). Sending goes through :mod:`portal.notify`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, func, update
+
+from .. import notify
+from ..extensions import db
+from ..models import Member, OneTimeCode, SmsSend
+from . import codes
+from .crypto import code_hasher
+
+log = logging.getLogger(__name__)
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    WRONG = "wrong"
+    EXPIRED = "expired"  # too old, or none was ever sent
+    EXHAUSTED = "exhausted"  # 5 wrong tries: void, a new code is needed
+
+
+class Refusal(enum.Enum):
+    TOO_SOON = "too-soon"
+    MEMBER_CAP = "member-cap"
+    SITE_CAP = "site-cap"
+    FAILED = "failed"
+
+
+class SendRefused(Exception):
+    """Nothing was sent (and nothing stored); ``seconds`` is the wait for TOO_SOON."""
+
+    def __init__(self, reason: Refusal, seconds: int = 0):
+        super().__init__(reason.value)
+        self.reason = reason
+        self.seconds = seconds
+
+
+def _hash(member: Member, purpose: str, code: str) -> str:
+    return code_hasher().hash(f"otp:{member.id}:{purpose}:{code}")
+
+
+def _latest(member: Member, purpose: str) -> OneTimeCode | None:
+    return db.session.scalar(
+        db.select(OneTimeCode)
+        .where(OneTimeCode.member_id == member.id, OneTimeCode.purpose == purpose)
+        .order_by(OneTimeCode.id.desc())
+        .limit(1)
+    )
+
+
+def pending_destination(member: Member, purpose: str, now: datetime) -> str | None:
+    """Where the current, still usable code for this purpose went (None if none)."""
+    row = _latest(member, purpose)
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        return None
+    if row.tries >= current_app.config["PORTAL_OTP_MAX_TRIES"]:
+        return None
+    return row.destination
+
+
+def _check_sms_caps(member: Member, now: datetime) -> None:
+    day_ago = now - timedelta(days=1)
+    mine = db.session.scalar(
+        db.select(func.count(SmsSend.id)).where(
+            SmsSend.member_id == member.id, SmsSend.sent_at > day_ago
+        )
+    )
+    if mine >= current_app.config["PORTAL_SMS_MEMBER_DAILY_LIMIT"]:
+        log.warning("SMS refused: member %s reached the daily SMS cap", member.login_key)
+        raise SendRefused(Refusal.MEMBER_CAP)
+    site = db.session.scalar(db.select(func.count(SmsSend.id)).where(SmsSend.sent_at > day_ago))
+    if site >= current_app.config["PORTAL_SMS_DAILY_LIMIT"]:
+        log.warning("SMS refused: the site reached PORTAL_SMS_DAILY_LIMIT (%s)", site)
+        raise SendRefused(Refusal.SITE_CAP)
+
+
+def send(
+    member: Member,
+    purpose: str,
+    channel: str,
+    destination: str,
+    now: datetime,
+    message: Callable[[str, str], tuple[str, str]],
+) -> None:
+    """Make a new code, send it, and only then store it (replacing older ones).
+
+    ``message(code, channel)`` returns (subject, text); SMS uses the text alone. Refusals (too
+    soon, caps, a failed send) raise :class:`SendRefused` and leave nothing behind.
+    """
+    # Serialise sends for one member (PostgreSQL row lock) so two racing resends
+    # cannot both pass the 60-second rule.
+    db.session.execute(db.select(Member.id).where(Member.id == member.id).with_for_update())
+    last = _latest(member, purpose)
+    wait = current_app.config["PORTAL_OTP_RESEND_SECONDS"]
+    if last is not None and (left := (last.created_at + timedelta(seconds=wait)) - now) > timedelta(
+        0
+    ):
+        db.session.rollback()
+        raise SendRefused(Refusal.TOO_SOON, max(1, int(left.total_seconds() + 0.999)))
+    if channel == "sms":
+        try:
+            _check_sms_caps(member, now)
+        except SendRefused:
+            db.session.rollback()
+            raise
+    code = f"{secrets.randbelow(10**6):06d}"
+    subject, text = message(code, channel)
+    try:
+        if channel == "sms":
+            notify.send_sms(destination, text)
+        else:
+            notify.send_email(destination, subject, text)
+    except notify.DeliveryError:
+        db.session.rollback()
+        log.warning("one-time code for %s (%s) could not be sent", member.login_key, purpose)
+        raise SendRefused(Refusal.FAILED) from None
+    db.session.execute(
+        delete(OneTimeCode).where(
+            OneTimeCode.member_id == member.id, OneTimeCode.purpose == purpose
+        )
+    )
+    db.session.add(
+        OneTimeCode(
+            member_id=member.id,
+            purpose=purpose,
+            channel=channel,
+            destination=destination,
+            code_hash=_hash(member, purpose, code),
+            created_at=now,
+            expires_at=now + timedelta(seconds=current_app.config["PORTAL_OTP_SECONDS"]),
+        )
+    )
+    if channel == "sms":
+        db.session.add(SmsSend(member_id=member.id, sent_at=now))
+    db.session.commit()
+
+
+def check(
+    member: Member, purpose: str, raw: str | None, now: datetime
+) -> tuple[Status, str | None]:
+    """Check a typed code; returns the status and, when OK, the destination it went to."""
+    row = _latest(member, purpose)
+    limit = current_app.config["PORTAL_OTP_MAX_TRIES"]
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        return Status.EXPIRED, None
+    if row.tries >= limit:
+        return Status.EXHAUSTED, None
+    code = codes.six_digits(raw)
+    if code is not None and hmac.compare_digest(_hash(member, purpose, code), row.code_hash):
+        used = db.session.execute(
+            update(OneTimeCode)
+            .where(
+                OneTimeCode.id == row.id,
+                OneTimeCode.used_at.is_(None),
+                OneTimeCode.tries < limit,
+            )
+            .values(used_at=now)
+        ).rowcount
+        db.session.commit()
+        return (Status.OK, row.destination) if used == 1 else (Status.WRONG, None)
+    db.session.execute(
+        update(OneTimeCode)
+        .where(OneTimeCode.id == row.id, OneTimeCode.tries < limit)
+        .values(tries=OneTimeCode.tries + 1)
+    )
+    db.session.commit()
+    db.session.refresh(row)
+    return (Status.EXHAUSTED if row.tries >= limit else Status.WRONG), None
+
+
+def discard(member: Member, purpose: str) -> None:
+    db.session.execute(
+        delete(OneTimeCode).where(
+            OneTimeCode.member_id == member.id, OneTimeCode.purpose == purpose
+        )
+    )
+    db.session.commit()
