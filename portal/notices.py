@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import current_app, render_template
+from flask import current_app, render_template, request
 from flask_babel import format_datetime
 
 from . import notify
@@ -59,3 +59,11 @@ def send(
         log.warning("notice %s to member %s could not be sent", event, member.login_key)
         return False
     return True
+
+
+def request_details() -> dict[str, str]:
+    """Where the current request came from, for the notice's "from where"."""
+    return {
+        "ip": request.remote_addr or "",
+        "user_agent": (request.user_agent.string or "")[:300],
+    }

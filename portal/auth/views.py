@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from .. import members, notify, sessions, throttle, twofactor
+from .. import members, notices, notify, sessions, throttle, twofactor
 from ..htmx import redirect_to, render
 from ..models import Member
 from ..texts import (
@@ -186,6 +186,9 @@ def choose_method() -> ResponseReturnValue:
 
 def _report_recovery_codes_left(member: Member) -> None:
     left = recovery.remaining(member)
+    notices.send(
+        member, "recovery_used", now=sessions.now(), left=left, **notices.request_details()
+    )
     flash(_("リカバリーコードでログインしました。残りのリカバリーコードは%(n)d個です。", n=left))
     if left <= current_app.config["PORTAL_RECOVERY_LOW"]:
         flash(

@@ -12,7 +12,6 @@ from ..texts import WRONG_CODE
 from ..twofactor import totp
 from . import bp
 from .common import (
-    client_details,
     dialog,
     done,
     member,
@@ -42,7 +41,7 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
             if replace:
                 sessions.mark_reauthenticated(second_step=True)
                 sessions.end_other_sessions(m)
-                notices.send(m, "app_replaced", now=now, **client_details())
+                notices.send(m, "app_replaced", now=now, **notices.request_details())
                 return done(
                     _("認証アプリを変更しました。"),
                     _("これからは新しい端末の認証アプリに表示されるコードでログインしてください。"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Response, request
+from flask import Response
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -78,11 +78,3 @@ def method_state_mismatch(m: Member, kind: str, needs_method: bool) -> Response 
         if has
         else _("%(method)sはまだ設定されていません。", method=name),
     )
-
-
-def client_details() -> dict[str, str]:
-    """Where a request came from, for notices to the member."""
-    return {
-        "ip": request.remote_addr or "",
-        "user_agent": (request.user_agent.string or "")[:300],
-    }

@@ -18,7 +18,7 @@ from ..extensions import db
 from ..texts import TOO_MANY, code_status_message, refusal_message
 from ..twofactor import SendRefused, Status, otp_codes
 from . import bp
-from .common import client_details, mask, member
+from .common import mask, member
 from .forms import ContactConfirmForm, PasswordChangeForm, ProfileForm
 
 FIELD_OF = {"email": "email", "sms": "phone"}
@@ -61,7 +61,12 @@ def _apply(m, kind: str, value: str) -> None:
     db.session.commit()
     if kind == "email" and old:
         notices.send(
-            m, "email_changed", now=sessions.now(), to=old, new_value=value, **client_details()
+            m,
+            "email_changed",
+            now=sessions.now(),
+            to=old,
+            new_value=value,
+            **notices.request_details(),
         )
     elif kind == "sms":
         notices.send(
@@ -69,7 +74,7 @@ def _apply(m, kind: str, value: str) -> None:
             "phone_changed",
             now=sessions.now(),
             new_value=mask("sms", value) if value else "-",
-            **client_details(),
+            **notices.request_details(),
         )
 
 
@@ -174,7 +179,7 @@ def password() -> ResponseReturnValue:
         if not errors:
             members.set_password(m, new)
             sessions.end_other_sessions(m)
-            notices.send(m, "password_changed", now=sessions.now(), **client_details())
+            notices.send(m, "password_changed", now=sessions.now(), **notices.request_details())
             flash(_("パスワードを変更しました。ほかの端末のログイン状態は解除されました。"))
             return redirect(url_for("settings.password"))
     return render_template("settings/password.html", form=form, errors=errors)

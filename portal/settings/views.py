@@ -24,7 +24,6 @@ from ..texts import (
 from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, recovery
 from . import bp
 from .common import (
-    client_details,
     dialog,
     done,
     mask,
@@ -148,7 +147,7 @@ def method_disable(kind: str) -> ResponseReturnValue:
                 now=sessions.now(),
                 method=name,
                 none_left=not twofactor.has_two_factor(m),
-                **client_details(),
+                **notices.request_details(),
             )
             return done(
                 _("%(method)sの無効化", method=name),
@@ -172,7 +171,7 @@ def recovery_regenerate() -> ResponseReturnValue:
     if form.validate_on_submit():
         new_codes = recovery.issue(m, sessions.now())
         sessions.end_other_sessions(m)
-        notices.send(m, "recovery_regenerated", now=sessions.now(), **client_details())
+        notices.send(m, "recovery_regenerated", now=sessions.now(), **notices.request_details())
         return recovery_codes_dialog(new_codes, _("リカバリーコードを再発行しました。"))
     return dialog("settings/_regenerate.html", form=form, action=here)
 
@@ -183,5 +182,9 @@ def announce_enabled(kind: str) -> None:
     sessions.mark_reauthenticated(second_step=True)
     sessions.end_other_sessions(m)
     notices.send(
-        m, "method_enabled", now=sessions.now(), method=METHOD_NAMES[kind], **client_details()
+        m,
+        "method_enabled",
+        now=sessions.now(),
+        method=METHOD_NAMES[kind],
+        **notices.request_details(),
     )
