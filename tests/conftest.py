@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import pyotp
 import pytest
+from mail_server import smtp_server  # noqa: F401  (fixture)
+from sms_gateway import sms_gateway  # noqa: F401  (fixture)
 
 from portal import create_app, members, twofactor
 from portal.extensions import db
@@ -31,6 +33,20 @@ def app(tmp_path, request):
         # Tests sign in many times a minute; the limit tests turn this back on.
         "RATELIMIT_ENABLED": False,
     }
+    if request.node.get_closest_marker("wired"):
+        # Mail goes to a real SMTP server, SMS to a real stand-in gateway.
+        smtp = request.getfixturevalue("smtp_server")
+        gateway = request.getfixturevalue("sms_gateway")
+        config.update(
+            MAIL_SERVER=smtp.host,
+            MAIL_PORT=smtp.port,
+            MAIL_DEFAULT_SENDER="portal@example.com",
+            PORTAL_BASE_URL="https://portal.example.com",
+            PORTAL_SMS_BACKEND="http",
+            PORTAL_SMS_GATEWAY_URL=gateway.url,
+            PORTAL_SMS_GATEWAY_TOKEN="t0ken",
+            PORTAL_SMS_TIMEOUT=1,
+        )
     marker = request.node.get_closest_marker("settings")
     if marker:
         config.update(marker.kwargs)
@@ -59,10 +75,15 @@ def runner(app):
     return app.test_cli_runner()
 
 
+PHONE = "+819012345678"
+
+
 @pytest.fixture
 def member(app):
     with app.app_context():
-        m = members.create("alice", email="alice@example.com", password=PASSWORD, name="Alice")
+        m = members.create(
+            "alice", email="alice@example.com", password=PASSWORD, name="Alice", phone=PHONE
+        )
         return m.id
 
 

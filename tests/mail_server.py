@@ -89,7 +89,9 @@ class SMTPServer:
         self._controller.start()
 
     def stop(self) -> None:
-        self._controller.stop()
+        """Stop the server; stopping again (a test that took it down) does nothing."""
+        if self._controller._thread is not None:
+            self._controller.stop()
 
     def wait_for(self, count: int = 1, timeout: float = WAIT_TIMEOUT) -> list[EmailMessage]:
         """Wait until at least ``count`` messages arrived; fail the test after ``timeout``."""

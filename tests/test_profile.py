@@ -1,0 +1,232 @@
+"""Member-info page and password change: rules, re-authentication, mails."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import PASSWORD, PHONE, get_member
+from mail_server import body_text
+from test_contact_methods import code_in, enable_email, mails_with, sign_in
+
+from portal import members, twofactor
+
+pytestmark = pytest.mark.wired
+
+
+def post_profile(client, **changes):
+    data = {"name": "Alice", "email": "alice@example.com", "phone": PHONE, "current_password": ""}
+    data.update(changes)
+    return client.post("/settings/profile", data=data)
+
+
+def test_profile_page_shows_current_values(client, member):
+    sign_in(client)
+    page = client.get("/settings/profile").text
+    assert 'value="alice@example.com"' in page and f'value="{PHONE}"' in page
+    assert 'name="current_password"' in page
+
+
+def test_name_changes_without_password(app, client, member):
+    sign_in(client)
+    response = post_profile(client, name="有栖 アリス")
+    assert response.status_code == 302
+    with app.app_context():
+        assert get_member(member).name == "有栖 アリス"
+
+
+def test_email_change_needs_the_current_password(app, client, member, smtp_server):
+    sign_in(client)
+    missing = post_profile(client, email="new@example.org")
+    assert missing.status_code == 200 and "現在のパスワードが正しくありません。" in missing.text
+    wrong = post_profile(client, email="new@example.org", current_password="nope nope nope")
+    assert "現在のパスワードが正しくありません。" in wrong.text
+    with app.app_context():
+        assert get_member(member).email == "alice@example.com"
+
+
+def test_email_change_without_email_method_applies_and_tells_the_old_address(
+    app, client, member, smtp_server
+):
+    sign_in(client)
+    response = post_profile(client, email="new@example.org", current_password=PASSWORD)
+    assert response.status_code == 302
+    with app.app_context():
+        assert get_member(member).email == "new@example.org"
+    notice = mails_with(smtp_server, "メールアドレスが変更されました")[0]
+    assert notice["To"] == "alice@example.com" and "new@example.org" in body_text(notice)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("email", "not-an-email", "メールアドレスの形式が正しくありません。"),
+        ("email", "", "メールアドレスの形式が正しくありません。"),
+        ("phone", "12", "電話番号の形式が正しくありません。"),
+        ("phone", "abc-defg", "電話番号の形式が正しくありません。"),
+        ("phone", "+1 650 253 0000", "この国・地域の電話番号は登録できません。"),
+    ],
+)
+def test_invalid_input_is_a_field_error_and_nothing_is_saved(
+    app, client, member, field, value, message
+):
+    sign_in(client)
+    response = post_profile(client, name="Changed", current_password=PASSWORD, **{field: value})
+    assert response.status_code == 200 and message in response.text
+    assert 'aria-invalid="true"' in response.text
+    with app.app_context():
+        m = get_member(member)
+        assert (m.name, m.email, m.phone) == ("Alice", "alice@example.com", PHONE)
+
+
+@pytest.mark.parametrize(
+    "typed", ["090-1234-5678", "09012345678", "０９０ １２３４ ５６７８", "+81 90 1234 5678"]
+)
+def test_phone_is_normalised_to_e164(app, client, member, typed):
+    with app.app_context():
+        get_member(member).phone = ""
+        members.db.session.commit()
+    sign_in(client)
+    post_profile(client, phone=typed, current_password=PASSWORD)
+    with app.app_context():
+        assert get_member(member).phone == PHONE
+
+
+def test_phone_cannot_be_emptied_while_sms_is_on(app, client, member, sms_gateway):
+    sign_in(client)
+    client.post("/settings/2fa/sms/send")
+    code = code_in(sms_gateway.wait_for(1)[0].json["text"])
+    client.post("/settings/2fa/sms/setup", data={"code": code})
+    response = post_profile(client, phone="", current_password=PASSWORD)
+    assert "電話番号は空にできません" in response.text
+
+
+def test_phone_change_with_sms_on_needs_a_code_to_the_new_number(app, client, member, sms_gateway):
+    sign_in(client)
+    client.post("/settings/2fa/sms/send")
+    client.post(
+        "/settings/2fa/sms/setup", data={"code": code_in(sms_gateway.wait_for(1)[0].json["text"])}
+    )
+    post_profile(client, phone="080-9876-5432", current_password=PASSWORD)
+    sent = sms_gateway.wait_for(2)[1]
+    assert sent.json["to"] == "+818098765432"
+    page = client.get("/settings/profile").text
+    assert "+81 ******5432" in page and "確認コード" in page
+    with app.app_context():
+        assert get_member(member).phone == PHONE  # not before the code
+    wrong = client.post("/settings/profile/confirm", data={"kind": "sms", "code": "000000"})
+    assert "認証コードが正しくありません。" in wrong.text
+    client.post(
+        "/settings/profile/confirm", data={"kind": "sms", "code": code_in(sent.json["text"])}
+    )
+    with app.app_context():
+        assert get_member(member).phone == "+818098765432"
+
+
+def test_stale_session_cannot_move_the_second_step(app, client, member, smtp_server):
+    sign_in(client)
+    enable_email(client, smtp_server)
+    with client.session_transaction() as s:
+        s["tfa_at"] -= 11 * 60
+    response = post_profile(client, email="thief@example.net", current_password=PASSWORD)
+    assert "本人確認をする" in response.text
+    assert "/settings/reauth?next=/settings/profile" in response.text
+    assert not [m for m in smtp_server.messages if m["To"] == "thief@example.net"]
+    with app.app_context():
+        assert get_member(member).email == "alice@example.com"
+
+
+def test_password_change(app, client, member, smtp_server):
+    other = app.test_client()
+    sign_in(other)
+    sign_in(client)
+    page = client.get("/settings/password").text
+    assert 'name="new_password_confirm"' in page
+    mismatch = client.post(
+        "/settings/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "a fresh long password",
+            "new_password_confirm": "something else entirely",
+        },
+    )
+    assert "確認用のパスワードが一致しません。" in mismatch.text
+    short = client.post(
+        "/settings/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "short",
+            "new_password_confirm": "short",
+        },
+    )
+    assert "12文字以上" in short.text
+    wrong = client.post(
+        "/settings/password",
+        data={
+            "current_password": "not my password",
+            "new_password": "a fresh long password",
+            "new_password_confirm": "a fresh long password",
+        },
+    )
+    assert "現在のパスワードが正しくありません。" in wrong.text
+    ok = client.post(
+        "/settings/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "a fresh long password",
+            "new_password_confirm": "a fresh long password",
+        },
+    )
+    assert ok.status_code == 302
+    assert client.get("/").status_code == 200  # this session carries on
+    assert other.get("/").status_code == 302  # every other one ended
+    with app.app_context():
+        assert members.authenticate("alice", "a fresh long password") is not None
+    notice = mails_with(smtp_server, "パスワードが変更されました")[0]
+    assert notice["To"] == "alice@example.com"
+
+
+def test_password_change_needs_recent_second_step(app, client, member, smtp_server):
+    sign_in(client)
+    enable_email(client, smtp_server)
+    with client.session_transaction() as s:
+        s["tfa_at"] -= 11 * 60
+    response = client.post(
+        "/settings/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "a fresh long password",
+            "new_password_confirm": "a fresh long password",
+        },
+    )
+    assert "本人確認をする" in response.text
+    with app.app_context():
+        assert members.authenticate("alice", PASSWORD) is not None
+
+
+def test_notice_failure_never_blocks_the_action(app, client, member, smtp_server):
+    sign_in(client)
+    smtp_server.stop()
+    response = post_profile(client, email="new@example.org", current_password=PASSWORD)
+    assert response.status_code == 302
+    with app.app_context():
+        assert get_member(member).email == "new@example.org"
+
+
+def test_links_in_mail_come_from_base_url_not_host_header(app, client, member, smtp_server):
+    sign_in(client)
+    cookie = client.get_cookie("portal_session").value
+    client.set_cookie("portal_session", cookie, domain="evil.example")
+    sent = client.post("/settings/2fa/email/send", headers={"Host": "evil.example"})
+    assert "認証コードを送信しました" in sent.text
+    body = body_text(mails_with(smtp_server, "確認コード")[0])
+    assert "evil.example" not in body
+    assert re.search(r"https://portal\.example\.com/", body)
+
+
+def test_two_factor_state_unaffected_by_profile_edits(app, client, member, smtp_server):
+    sign_in(client)
+    enable_email(client, smtp_server)
+    post_profile(client, name="New Name")
+    with app.app_context():
+        assert twofactor.enabled_methods(get_member(member)) == ["email"]
