@@ -64,12 +64,21 @@ def run_create(runner, *args, password=PASSWORD):
 
 def test_cli_create(app, runner):
     result = run_create(
-        runner, "Bob.Smith", "--email", "bob@example.com", "--name", "ボブ", "--operator"
+        runner,
+        "Bob.Smith",
+        "--email",
+        "bob@example.com",
+        "--name",
+        "ボブ",
+        "--phone",
+        "090-1234-5678",
+        "--operator",
     )
     assert result.exit_code == 0, result.output
     with app.app_context():
         bob = members.find("bob.smith")
         assert bob.login_id == "Bob.Smith" and bob.name == "ボブ" and bob.is_operator
+        assert bob.phone == "+819012345678"
         assert members.authenticate("BOB.SMITH", PASSWORD) is not None
 
 
@@ -85,6 +94,8 @@ def test_cli_create(app, runner):
         (["carol", "--email", "a@example.com"], "short", "パスワード"),
         (["carol", "--email", "a@example.com"], "x" * 1025, "パスワード"),
         (["ALICE", "--email", "a@example.com"], PASSWORD, "既に使われています"),
+        (["carol", "--email", "a@example.com", "--phone", "12"], PASSWORD, "電話番号"),
+        (["carol", "--email", "a@example.com", "--phone", "+1 650 253 0000"], PASSWORD, "国"),
     ],
 )
 def test_cli_create_refuses_bad_input(app, runner, member, args, password, message):
