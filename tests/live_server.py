@@ -21,7 +21,10 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+
+import pyotp
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "live-server-test-secret-key-not-for-production"
@@ -225,3 +228,18 @@ def run_server(
             raise
         finally:
             _stop(proc)
+
+
+def enrol(server, login_id: str) -> list[str]:
+    """Give the member an authenticator app directly in the server's database; returns
+    the 10 recovery codes the server would have shown."""
+    from portal import members, twofactor
+    from portal.twofactor import totp
+
+    with server.app_context():
+        member = members.find(login_id)
+        now = datetime.now(UTC)
+        secret = totp.enrolment_secret(member, now)
+        codes = twofactor.enable_app(member, pyotp.TOTP(secret).at(now), now, replace=False)
+        assert codes and len(codes) == 10, "enrolment failed"
+        return codes

@@ -3,77 +3,33 @@ replacing and disabling the authenticator app, with and without JavaScript."""
 
 from __future__ import annotations
 
-import contextlib
-import re
-import time
-from collections.abc import Iterator
 from urllib.parse import unquote
 
-import pyotp
 import pytest
+from browser_helpers import (
+    PASSWORD,
+    RECOVERY_CODE_RE,
+    WRONG_CODE,
+    Authenticator,
+    close_dialog,
+    current_step,
+    evidence_on_failure,
+    open_dialog,
+    open_page,
+    read_secret,
+    sign_in,
+    sign_out,
+    verify,
+    verify_without_navigation,
+    wrong_code,
+)
 from live_server import MemberSpec, run_server
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-TIMEOUT_MS = 10_000
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "correct horse battery staple"
 JS_MEMBER = MemberSpec("hanako", PASSWORD, name="山田花子")
 NOJS_MEMBER = MemberSpec("taro", PASSWORD, name="山田太郎")
-WRONG_CODE = "認証コードが正しくありません。"
-RECOVERY_CODE_RE = re.compile(r"[a-km-np-z2-9]{5}-[a-km-np-z2-9]{5}")
-STEP_SECONDS = 30
-
-
-# --- the member's phone ---------------------------------------------------------------
-
-
-def current_step() -> int:
-    return int(time.time()) // STEP_SECONDS
-
-
-class Authenticator:
-    """An authenticator app holding one secret. The server accepts each 30-second step
-    once (replay protection) and steps within ±1 of its clock, so a fresh code is the
-    current step's, or the next step's when the current one was already used; only if
-    that is used too does it wait (under 30 s) for the clock to move on."""
-
-    def __init__(self, secret: str):
-        self.totp = pyotp.TOTP(secret)
-        self.last_step: int | None = None
-
-    def code_at(self, step: int) -> str:
-        return self.totp.generate_otp(step)
-
-    def window(self) -> set[str]:
-        now = current_step()
-        return {self.code_at(step) for step in range(now - 2, now + 3)}
-
-    def fresh_code(self) -> str:
-        step = current_step()
-        if self.last_step is not None and self.last_step >= step:
-            step = self.last_step + 1
-            wait = (step - 1) * STEP_SECONDS - time.time()
-            assert wait < STEP_SECONDS, "fresh_code would wait more than one time step"
-            if wait > 0:
-                time.sleep(wait + 0.1)
-        self.last_step = step
-        return self.code_at(step)
-
-
-def wrong_code(*apps: Authenticator) -> str:
-    """A well-formed code that none of the apps shows now (normally ``000000``)."""
-    taken = set().union(*(app.window() for app in apps))
-    return next(c for c in ("000000", "111111", "222222", "333333") if c not in taken)
 
 
 # --- fixtures ---------------------------------------------------------------------------
@@ -85,163 +41,6 @@ def server(tmp_path_factory):
         tmp_path_factory.mktemp("browser-server"), [JS_MEMBER, NOJS_MEMBER], workers=2, threads=2
     ) as live:
         yield live
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-class Watched:
-    """A page plus what went wrong behind the member's back: script errors, console
-    errors (a CSP violation shows there) and server errors."""
-
-    def __init__(self, page: Page):
-        self.page = page
-        self.problems: list[str] = []
-        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
-        page.on("console", self._console)
-        page.on(
-            "response",
-            lambda r: (
-                self.problems.append(f"HTTP {r.status} for {r.request.method} {r.url}")
-                if r.status >= 500
-                else None
-            ),
-        )
-
-    def _console(self, msg) -> None:
-        where = msg.location.get("url", "")
-        # The portal has no favicon; the browser's own request for one is not the page's.
-        if msg.type == "error" and not where.endswith("/favicon.ico"):
-            self.problems.append(f"console {msg.type} at {where}: {msg.text}")
-
-
-def open_page(browser: Browser, *, javascript: bool) -> Watched:
-    context = browser.new_context(java_script_enabled=javascript, locale="ja-JP")
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    return Watched(context.new_page())
-
-
-@contextlib.contextmanager
-def evidence_on_failure(watched: Watched, server, tmp_path, name: str) -> Iterator[None]:
-    """On failure: a screenshot, the URL and the server's log tail in the message."""
-    page = watched.page
-    try:
-        yield
-        assert not watched.problems, watched.problems
-        assert "Traceback" not in server.log(), "the server logged an exception"
-    except Exception as exc:
-        shot = tmp_path / f"{name}-failure.png"
-        try:
-            page.screenshot(path=str(shot), full_page=True)
-            where = f"screenshot: {shot}"
-        except Exception as shot_exc:  # the page may be gone
-            where = f"no screenshot ({shot_exc})"
-        log_tail = "\n".join(server.log().splitlines()[-25:])
-        raise AssertionError(
-            f"{exc}\n{where}\nURL: {page.url}\n--- server log (tail)\n{log_tail}"
-        ) from exc
-    finally:
-        page.context.close()
-
-
-# --- what a member does -------------------------------------------------------------------
-
-
-def sign_in(page: Page, server, member: MemberSpec) -> None:
-    page.goto(f"{server.url}/login")
-    page.get_by_label("ログインID").fill(member.login_id)
-    page.get_by_label("パスワード").fill(member.password)
-    page.get_by_role("button", name="ログイン", exact=True).click()
-
-
-def sign_out(page: Page, server) -> None:
-    page.locator("header").get_by_role("button", name="ログアウト").click()
-    expect(page).to_have_url(f"{server.url}/login")
-    expect(page.locator(".flashes")).to_contain_text("ログアウトしました。")
-
-
-def read_secret(container) -> str:
-    secret = container.locator("#totp-secret").inner_text()
-    assert re.fullmatch(r"([A-Z2-7]{4} )*[A-Z2-7]{4}", secret), secret
-    return secret.replace(" ", "")
-
-
-def open_dialog(page: Page, link: str, title: str, app: Authenticator | None, member) -> None:
-    """Click the app section's button and wait for its dialog. Changing 2FA needs a second step
-    within the last 10 minutes; should the server ask for one, give it."""
-    page.locator("#section-app").get_by_role("link", name=link).click()
-    dialog = page.locator("dialog#dialog")
-    heading = dialog.locator("#dialog-title")
-    expect(heading).to_have_text(re.compile(f"^(本人確認|{re.escape(title)})$"))
-    if heading.inner_text() == "本人確認":
-        if app is not None:
-            dialog.get_by_label("認証コードまたはリカバリーコード").fill(app.fresh_code())
-        else:
-            dialog.get_by_label("パスワード").fill(member.password)
-        dialog.get_by_role("button", name="確認する").click()
-        expect(heading).to_have_text(title)
-    expect(dialog).to_be_visible()
-    assert dialog.evaluate("d => d.open && d.matches(':modal')"), "dialog is not modal"
-
-
-def close_dialog(page: Page) -> None:
-    dialog = page.locator("dialog#dialog")
-    dialog.get_by_role("link", name="完了").click()
-    expect(dialog).to_be_hidden()
-    assert dialog.evaluate("d => !d.open")
-    # Whatever it showed (a secret, recovery codes) is gone from the page.
-    expect(page.locator("#dialog-content > *")).to_have_count(0)
-
-
-def assert_above(page: Page, upper: str, lower: str) -> None:
-    a = page.locator(upper).bounding_box()
-    b = page.locator(lower).bounding_box()
-    assert a and b and a["y"] + a["height"] <= b["y"], (upper, a, lower, b)
-
-
-def verify_without_navigation(watched: Watched, server, code: str) -> None:
-    """Submit a code on /login/verify and expect the in-place refusal (htmx swap)."""
-    page = watched.page
-    navigations: list[str] = []
-
-    def navigated(frame) -> None:
-        if frame == page.main_frame:
-            navigations.append(frame.url)
-
-    page.evaluate("window.__marker = 1")
-    page.on("framenavigated", navigated)
-    try:
-        page.get_by_label("認証コード", exact=True).fill(code)
-        page.get_by_role("button", name="認証する").click()
-        expect(page.locator("#code-error")).to_have_text(WRONG_CODE)
-    finally:
-        page.remove_listener("framenavigated", navigated)
-    assert page.evaluate("window.__marker") == 1, "the page was reloaded"
-    assert navigations == [], navigations
-    expect(page).to_have_url(f"{server.url}/login/verify")
-    code_input = page.get_by_label("認証コード", exact=True)
-    expect(code_input).to_have_attribute("aria-describedby", "code-error")
-    expect(code_input).to_have_attribute("aria-invalid", "true")
-    expect(code_input).to_have_value("")
-    assert_above(page, "#code-error", "#code")
-
-
-def verify(page: Page, server, code: str) -> None:
-    page.get_by_label("認証コード", exact=True).fill(code)
-    page.get_by_role("button", name="認証する").click()
-    expect(page).to_have_url(f"{server.url}/")
-    expect(page.get_by_text("2段階認証：設定済み")).to_be_visible()
 
 
 # --- the tests ----------------------------------------------------------------------------

@@ -7,13 +7,11 @@ from __future__ import annotations
 import re
 import threading
 import time
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import pyotp
 import pytest
 import requests
-from live_server import MemberSpec, run_server
+from live_server import MemberSpec, enrol, run_server
 
 pytestmark = pytest.mark.server
 
@@ -32,21 +30,6 @@ def csrf_token(html: str) -> str:
 
 def location_path(response: requests.Response) -> str:
     return urlsplit(response.headers.get("Location", "")).path
-
-
-def enrol(server, login_id: str) -> list[str]:
-    """Give the member an authenticator app directly in the server's database; returns
-    the 10 recovery codes the server would have shown."""
-    from portal import members, twofactor
-    from portal.twofactor import totp
-
-    with server.app_context():
-        member = members.find(login_id)
-        now = datetime.now(UTC)
-        secret = totp.enrolment_secret(member, now)
-        codes = twofactor.enable_app(member, pyotp.TOTP(secret).at(now), now, replace=False)
-        assert codes and len(codes) == 10, "enrolment failed"
-        return codes
 
 
 def recovery_state(server, login_id: str) -> tuple[int, int]:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from mail_server import SMTPServer, body_html, body_text, smtp_server  # noqa: F401
-from sms_gateway import SMSGateway, sms_gateway  # noqa: F401
+from mail_server import SMTPServer, body_html, body_text
+from sms_gateway import SMSGateway
 
 from portal import create_app, notify
 from portal.extensions import db
