@@ -16,9 +16,12 @@ from .extensions import db
 from .models import Member
 
 LOGIN_ID_RE = re.compile(r"[A-Za-z0-9._-]{3,64}")
-# Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is proven
-# by the codes we send, not by a regex.
-EMAIL_RE = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
+# Deliberately simple: one @, a printable ASCII local part without the characters that
+# split or quote addresses, a dot in the domain. Deliverability is proven by the codes
+# we send, not by a regex; the domain must also survive IDNA encoding for SMTP.
+EMAIL_RE = re.compile(
+    r"[!#-'*+\-./0-9=?A-Z^-~]{1,64}@[^@\s.<>()\[\],;:\"\\]+(\.[^@\s.<>()\[\],;:\"\\]+)+"
+)
 PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
 
@@ -48,8 +51,24 @@ def check_password_rule(password: str) -> str:
 
 def check_email(email: str) -> str:
     value = email.strip()
-    if len(value) > 254 or not EMAIL_RE.fullmatch(value):
+    if len(value) > 254 or not EMAIL_RE.fullmatch(value) or _has_control(value):
         raise MemberError("メールアドレスの形式が正しくありません。")
+    try:
+        value.split("@", 1)[1].encode("idna")
+    except UnicodeError:
+        raise MemberError("メールアドレスの形式が正しくありません。") from None
+    return value
+
+
+def _has_control(value: str) -> bool:
+    return any(unicodedata.category(ch) in {"Cc", "Cf", "Cs"} for ch in value)
+
+
+def check_name(name: str) -> str:
+    """Control characters (NUL among them) are refused: PostgreSQL rejects NUL in text."""
+    value = name.strip()
+    if _has_control(value):
+        raise MemberError("氏名に使用できない文字が含まれています。")
     return value
 
 
@@ -137,7 +156,7 @@ def create(
     member = Member(
         login_id=login_id,
         login_key=login_key(login_id),
-        name=name.strip(),
+        name=check_name(name),
         email=email,
         phone=phone,
         password_hash=hash_password(password),

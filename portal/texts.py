@@ -39,6 +39,8 @@ def code_status_message(status: Status | None) -> str:
 
 
 def refusal_message(refused: SendRefused, kind: str) -> str:
+    if refused.reason is Refusal.LOCKED and refused.until is not None:
+        return lock_message(refused.until)
     if refused.reason is Refusal.TOO_SOON:
         return _("あと%(seconds)d秒後に再送できます。", seconds=refused.seconds)
     if refused.reason in (Refusal.MEMBER_CAP, Refusal.SITE_CAP):

@@ -290,8 +290,9 @@ def test_gateway_failure_marks_nothing_sent(app, client, member, sms_gateway, ca
     text = sms_gateway.wait_for(1)[0].json["text"]
     assert code_in(text) not in caplog.text
     with app.app_context():
-        assert db.session.scalar(db.select(OneTimeCode)) is None
-        assert db.session.scalar(db.select(SmsSend)) is None
+        assert db.session.scalar(db.select(OneTimeCode)) is None  # no usable code
+        # The attempt still counts toward the caps: the gateway may have billed it.
+        assert len(db.session.scalars(db.select(SmsSend)).all()) == 1
 
 
 def test_gateway_timeout_is_handled(app, client, member, sms_gateway):
@@ -430,3 +431,116 @@ def test_recovery_sign_in_mails_a_notice(app, client, member, smtp_server):
     assert client.post("/login/recovery", data={"recovery_code": codes[0]}).location == "/"
     notice = mails_with(smtp_server, "リカバリーコードでログインしました")[0]
     assert "残りのリカバリーコードは9個です。" in body_text(notice)
+
+
+# --- races and bypasses found in review ---------------------------------------------
+
+
+def enable_sms(client, gateway) -> None:
+    client.post("/settings/2fa/sms/send")
+    code = code_in(gateway.wait_for(len(gateway.requests) or 1)[-1].json["text"])
+    done = client.post("/settings/2fa/sms/setup", data={"code": code})
+    assert "SMSによる認証の設定が完了しました。" in done.text
+
+
+def test_parallel_resends_send_one_sms(app, client, member, sms_gateway):
+    """The 60-second rule and the caps are checked under a write lock, and the send is
+    booked before it goes out, so racing resends cannot all reach the gateway."""
+    import threading
+
+    sign_in(client)
+    enable_sms(client, sms_gateway)
+    client.post("/logout")
+    sign_in(client)  # the sign-in SMS
+    sms_gateway.wait_for(2)
+    with app.app_context():
+        db.session.execute(
+            db.update(OneTimeCode).values(created_at=datetime.now(UTC) - timedelta(minutes=2))
+        )
+        db.session.commit()
+    cookie = client.get_cookie("portal_session").value
+    barrier = threading.Barrier(10)
+    statuses = []
+
+    def resend():
+        c = app.test_client()
+        c.set_cookie("portal_session", cookie)
+        barrier.wait(timeout=30)
+        statuses.append(c.post("/login/resend").status_code)
+
+    threads = [threading.Thread(target=resend) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert statuses == [200] * 10
+    time.sleep(0.3)
+    assert len(sms_gateway.requests) == 3  # set-up, sign-in, and exactly one resend
+
+
+def test_no_sms_is_sent_while_the_second_step_is_locked(app, client, member, sms_gateway):
+    sign_in(client)
+    enable_sms(client, sms_gateway)
+    client.post("/logout")
+    sign_in(client)
+    for _ in range(10):
+        client.post("/login/verify", data={"code": "000000"})
+    sent_before = len(sms_gateway.requests)
+    client.post("/logout")
+    sign_in(client)
+    page = client.get("/login/verify").text
+    assert "ロック" in page
+    time.sleep(0.2)
+    assert len(sms_gateway.requests) == sent_before
+
+
+def test_pending_address_change_dies_with_the_method(app, client, member, sms_gateway):
+    sign_in(client)
+    enable_sms(client, sms_gateway)
+    client.post(
+        "/settings/profile",
+        data={
+            "name": "Alice",
+            "email": "alice@example.com",
+            "phone": "080-1111-2222",
+            "current_password": PASSWORD,
+        },
+    )
+    change = sms_gateway.wait_for(2)[-1]
+    assert change.json["to"] == "+818011112222"
+    client.post("/settings/2fa/sms/disable", data={"confirm": "y"})
+    client.post(
+        "/settings/profile/confirm", data={"kind": "sms", "code": code_in(change.json["text"])}
+    )
+    with app.app_context():
+        assert get_member(member).phone == PHONE
+
+
+def test_moving_an_enabled_address_voids_old_codes_and_other_sessions(
+    app, client, member, smtp_server
+):
+    other = app.test_client()
+    sign_in(other)
+    sign_in(client)
+    enable_email(client, smtp_server)
+    assert other.get("/").status_code == 302  # enabling already ended it
+    # A sign-in code sent to the old address before the move must not work after it.
+    thief = app.test_client()
+    sign_in(thief)
+    old_code = code_in(body_text(mails_with(smtp_server, "ログイン用の認証コード")[-1]))
+    client.post(
+        "/settings/profile",
+        data={
+            "name": "Alice",
+            "email": "new@example.org",
+            "phone": PHONE,
+            "current_password": PASSWORD,
+        },
+    )
+    confirm = mails_with(smtp_server, "連絡先変更の確認コード")[0]
+    client.post(
+        "/settings/profile/confirm", data={"kind": "email", "code": code_in(body_text(confirm))}
+    )
+    response = thief.post("/login/verify", data={"code": old_code})
+    assert response.location != "/"
+    assert client.get("/").status_code == 200

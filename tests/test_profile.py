@@ -230,3 +230,21 @@ def test_two_factor_state_unaffected_by_profile_edits(app, client, member, smtp_
     post_profile(client, name="New Name")
     with app.app_context():
         assert twofactor.enabled_methods(get_member(member)) == ["email"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("email", "a@ä" + "x" * 70 + ".com", "メールアドレスの形式が正しくありません。"),
+        ("email", "a\x00b@example.com", "メールアドレスの形式が正しくありません。"),
+        ("email", '"a"<b>@example.com', "メールアドレスの形式が正しくありません。"),
+        ("name", "Ali\x00ce", "使用できない文字"),
+    ],
+)
+def test_addresses_that_cannot_be_mailed_are_refused(app, client, member, field, value, message):
+    sign_in(client)
+    response = post_profile(client, current_password=PASSWORD, **{field: value})
+    assert response.status_code == 200 and message in response.text
+    with app.app_context():
+        m = get_member(member)
+        assert (m.name, m.email) == ("Alice", "alice@example.com")

@@ -125,7 +125,9 @@ def send_email(to: str, subject: str, text: str, html: str | None = None) -> Non
     try:
         with _Connection(app.extensions["mail"], timeout) as connection:
             connection.send(message)
-    except (OSError, BadHeaderError) as exc:  # smtplib.SMTPException is an OSError
+    # OSError covers smtplib's errors; UnicodeError an address Flask-Mail cannot encode
+    # (IDNA). Anything else is a bug, but still must not turn an action into a 500.
+    except (OSError, BadHeaderError, UnicodeError, ValueError) as exc:
         cause = _describe(exc)
         log.warning("mail to %s not sent: %s", mask_email(to), cause)
         raise DeliveryError(f"mail to {mask_email(to)} not sent: {cause}") from exc

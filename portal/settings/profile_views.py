@@ -55,10 +55,15 @@ def reauth_needed_message(endpoint: str) -> Markup:
 
 
 def _apply(m, kind: str, value: str) -> None:
-    """Store the new address and tell the old one."""
+    """Store the new address and tell the old one. When the address is a second step,
+    codes already sent to the old one die and every other session ends, as with any
+    other change to the second step."""
     old = getattr(m, FIELD_OF[kind])
     setattr(m, FIELD_OF[kind], value)
     db.session.commit()
+    if kind in twofactor.enabled_methods(m):
+        otp_codes.discard(m, f"signin:{kind}", f"setup:{kind}")
+        sessions.end_other_sessions(m)
     if kind == "email" and old:
         notices.send(
             m,
@@ -87,6 +92,10 @@ def profile() -> ResponseReturnValue:
     errors: dict[str, str] = {}
     new = {"email": m.email, "sms": m.phone}
     try:
+        name = members.check_name(form.name.data or "")
+    except members.MemberError as exc:
+        errors["name"] = str(exc)
+    try:
         new["email"] = members.check_email(form.email.data or "")
     except members.MemberError as exc:
         errors["email"] = str(exc)
@@ -108,7 +117,7 @@ def profile() -> ResponseReturnValue:
             errors["current_password"] = reauth_needed_message("settings.profile")
     if errors:
         return _render_profile(form, errors=errors)
-    m.name = (form.name.data or "").strip()
+    m.name = name
     db.session.commit()
     for kind in changed:
         if kind in methods:
@@ -140,6 +149,12 @@ def profile_confirm() -> ResponseReturnValue:
     confirm = ContactConfirmForm()
     kind = confirm.kind.data
     if not confirm.validate_on_submit() or kind not in FIELD_OF:
+        return redirect(url_for("settings.profile"))
+    if kind not in twofactor.enabled_methods(m):
+        # The method was turned off since: the change no longer needs proving, and a
+        # code from then must not apply it. Start again from the form.
+        otp_codes.discard(m, f"change:{kind}")
+        flash(_("この変更は無効になりました。もう一度、変更内容を保存してください。"), "error")
         return redirect(url_for("settings.profile"))
     status, target = otp_codes.check(m, f"change:{kind}", confirm.code.data, sessions.now())
     if status is Status.OK and target:
@@ -178,6 +193,7 @@ def password() -> ResponseReturnValue:
                     errors["new_password_confirm"] = _("確認用のパスワードが一致しません。")
         if not errors:
             members.set_password(m, new)
+            otp_codes.discard(m, "change:email", "change:sms")
             sessions.end_other_sessions(m)
             notices.send(m, "password_changed", now=sessions.now(), **notices.request_details())
             flash(_("パスワードを変更しました。ほかの端末のログイン状態は解除されました。"))

@@ -105,7 +105,11 @@ def reauth_send() -> ResponseReturnValue:
     m = member()
     form = MethodForm()
     kind = form.method.data
-    if not form.validate_on_submit() or kind not in twofactor.enabled_methods(m):
+    if (
+        not form.validate_on_submit()
+        or kind not in CONTACT_METHODS
+        or kind not in twofactor.enabled_methods(m)
+    ):
         return reauth_dialog(next_url)
     code_form = ReauthCodeForm(formdata=None, method=kind)
     try:

@@ -184,6 +184,8 @@ def send_signin_code(member: Member, kind: str, now: datetime) -> str:
     target = destination(member, kind)
     if kind not in CONTACT_METHODS or contact_method(member, kind) is None or not target:
         raise SendRefused(Refusal.FAILED)
+    if (until := lockout.locked_until(member, now)) is not None:
+        raise SendRefused(Refusal.LOCKED, until=until)  # no SMS bill for an unusable code
     otp_codes.send(member, f"signin:{kind}", kind, target, now, signin_code)
     return target
 
@@ -231,6 +233,7 @@ def enable_contact(
     status, sent_to = otp_codes.check(member, f"setup:{kind}", code, now)
     if status is not Status.OK:
         return status, None
+    otp_codes.discard(member, f"change:{kind}")  # a change begun before does not carry over
     if sent_to != destination(member, kind):
         return Status.EXPIRED, None  # the address changed after the code was sent
     try:
@@ -256,7 +259,7 @@ def disable_method(member: Member, kind: str) -> None:
             )
         )
         db.session.commit()
-        otp_codes.discard(member, f"signin:{kind}")
+        otp_codes.discard(member, f"signin:{kind}", f"setup:{kind}", f"change:{kind}")
     if not has_two_factor(member):
         recovery.void(member)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import enum
 import hmac
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, text, update
 
 from .. import notify
 from ..extensions import db
@@ -25,6 +26,8 @@ from . import codes
 from .crypto import code_hasher
 
 log = logging.getLogger(__name__)
+
+SMS_LOCK_KEY = 0x534D53  # "SMS": the advisory lock that serialises the site-wide cap
 
 
 class Status(enum.Enum):
@@ -39,15 +42,17 @@ class Refusal(enum.Enum):
     MEMBER_CAP = "member-cap"
     SITE_CAP = "site-cap"
     FAILED = "failed"
+    LOCKED = "locked"  # the second step is locked: a code could not be used anyway
 
 
 class SendRefused(Exception):
-    """Nothing was sent (and nothing stored); ``seconds`` is the wait for TOO_SOON."""
+    """Nothing was sent; ``seconds`` is the wait for TOO_SOON, ``until`` the lock's end."""
 
-    def __init__(self, reason: Refusal, seconds: int = 0):
+    def __init__(self, reason: Refusal, seconds: int = 0, until: datetime | None = None):
         super().__init__(reason.value)
         self.reason = reason
         self.seconds = seconds
+        self.until = until
 
 
 def _hash(member: Member, purpose: str, code: str) -> str:
@@ -89,6 +94,20 @@ def _check_sms_caps(member: Member, now: datetime) -> None:
         raise SendRefused(Refusal.SITE_CAP)
 
 
+def _serialise(member: Member, channel: str) -> None:
+    """Take the write lock before reading the counters, so two racing sends cannot both
+    pass the 60-second rule or the SMS caps. A write to the member row serialises one
+    member on every backend (SQLite has one writer; PostgreSQL locks the row); the
+    site-wide SMS cap also takes a transaction-scoped advisory lock on PostgreSQL."""
+    db.session.execute(
+        update(Member)
+        .where(Member.id == member.id)
+        .values(session_generation=Member.session_generation)
+    )
+    if channel == "sms" and db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SMS_LOCK_KEY})
+
+
 def send(
     member: Member,
     purpose: str,
@@ -97,21 +116,19 @@ def send(
     now: datetime,
     message: Callable[[str, str], tuple[str, str]],
 ) -> None:
-    """Make a new code, send it, and only then store it (replacing older ones).
+    """Make a new code, book it (and the SMS) under the lock, then send it.
 
-    ``message(code, channel)`` returns (subject, text); SMS uses the text alone. Refusals (too
-    soon, caps, a failed send) raise :class:`SendRefused` and leave nothing behind.
+    ``message(code, channel)`` returns (subject, text); SMS uses the text alone.
+    Refusals (too soon, caps) raise :class:`SendRefused` before anything is sent. A
+    failed send removes the code again (nothing is marked as sent) but an SMS attempt
+    stays counted: a gateway that timed out may still deliver, and bill, it.
     """
-    # Serialise sends for one member (PostgreSQL row lock) so two racing resends
-    # cannot both pass the 60-second rule.
-    db.session.execute(db.select(Member.id).where(Member.id == member.id).with_for_update())
+    _serialise(member, channel)
     last = _latest(member, purpose)
-    wait = current_app.config["PORTAL_OTP_RESEND_SECONDS"]
-    if last is not None and (left := (last.created_at + timedelta(seconds=wait)) - now) > timedelta(
-        0
-    ):
+    wait = timedelta(seconds=current_app.config["PORTAL_OTP_RESEND_SECONDS"])
+    if last is not None and (left := last.created_at + wait - now) > timedelta(0):
         db.session.rollback()
-        raise SendRefused(Refusal.TOO_SOON, max(1, int(left.total_seconds() + 0.999)))
+        raise SendRefused(Refusal.TOO_SOON, max(1, math.ceil(left.total_seconds())))
     if channel == "sms":
         try:
             _check_sms_caps(member, now)
@@ -119,35 +136,36 @@ def send(
             db.session.rollback()
             raise
     code = f"{secrets.randbelow(10**6):06d}"
-    subject, text = message(code, channel)
-    try:
-        if channel == "sms":
-            notify.send_sms(destination, text)
-        else:
-            notify.send_email(destination, subject, text)
-    except notify.DeliveryError:
-        db.session.rollback()
-        log.warning("one-time code for %s (%s) could not be sent", member.login_key, purpose)
-        raise SendRefused(Refusal.FAILED) from None
     db.session.execute(
         delete(OneTimeCode).where(
             OneTimeCode.member_id == member.id, OneTimeCode.purpose == purpose
         )
     )
-    db.session.add(
-        OneTimeCode(
-            member_id=member.id,
-            purpose=purpose,
-            channel=channel,
-            destination=destination,
-            code_hash=_hash(member, purpose, code),
-            created_at=now,
-            expires_at=now + timedelta(seconds=current_app.config["PORTAL_OTP_SECONDS"]),
-        )
+    booked = OneTimeCode(
+        member_id=member.id,
+        purpose=purpose,
+        channel=channel,
+        destination=destination,
+        code_hash=_hash(member, purpose, code),
+        created_at=now,
+        expires_at=now + timedelta(seconds=current_app.config["PORTAL_OTP_SECONDS"]),
     )
+    db.session.add(booked)
     if channel == "sms":
         db.session.add(SmsSend(member_id=member.id, sent_at=now))
-    db.session.commit()
+    db.session.commit()  # the booking is visible to racing requests; the lock is free
+
+    subject, body = message(code, channel)
+    try:
+        if channel == "sms":
+            notify.send_sms(destination, body)
+        else:
+            notify.send_email(destination, subject, body)
+    except notify.DeliveryError:
+        db.session.execute(delete(OneTimeCode).where(OneTimeCode.id == booked.id))
+        db.session.commit()
+        log.warning("one-time code for %s (%s) could not be sent", member.login_key, purpose)
+        raise SendRefused(Refusal.FAILED) from None
 
 
 def check(
@@ -183,10 +201,11 @@ def check(
     return (Status.EXHAUSTED if row.tries >= limit else Status.WRONG), None
 
 
-def discard(member: Member, purpose: str) -> None:
+def discard(member: Member, *purposes: str) -> None:
+    """Void outstanding codes, e.g. when the method or address they belong to changes."""
     db.session.execute(
         delete(OneTimeCode).where(
-            OneTimeCode.member_id == member.id, OneTimeCode.purpose == purpose
+            OneTimeCode.member_id == member.id, OneTimeCode.purpose.in_(purposes)
         )
     )
     db.session.commit()
