@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -188,7 +189,53 @@ class SmsSend(db.Model):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
+class AuditEvent(db.Model):
+    """Append-only record of security events: who, what, to whom, when, from where.
+
+    Never a password, code or secret. ``actor``/``subject`` keep a label beside the id,
+    so the record still reads after a member is deleted.
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_subject_id", "subject_id", "id"),
+        Index("ix_audit_event_event", "event", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("member.id", ondelete="SET NULL"), nullable=True
+    )
+    actor_label: Mapped[str] = mapped_column(String(64), default="")
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("member.id", ondelete="SET NULL"), nullable=True
+    )
+    subject_label: Mapped[str] = mapped_column(String(64), default="")
+    method: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # small JSON object
+
+
+class MemberPage(db.Model):
+    """An operator's HTML page inside the member area, shown only after sign-in."""
+
+    __tablename__ = "member_page"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")  # sanitised on save
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
+
+
 __all__ = [
+    "AuditEvent",
+    "MemberPage",
     "ContactMethod",
     "OneTimeCode",
     "SmsSend",

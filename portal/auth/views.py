@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from .. import members, notices, notify, sessions, throttle, twofactor
+from .. import audit, members, notices, notify, sessions, throttle, twofactor
 from ..htmx import redirect_to, render
 from ..models import Member
 from ..texts import (
@@ -43,11 +43,21 @@ def login() -> ResponseReturnValue:
         by_account = throttle.allow(
             "login-account", "PORTAL_LOGIN_LIMIT_PER_ACCOUNT", members.login_key(form.login_id.data)
         )
+        typed = form.login_id.data.strip()
+        typed = typed if members.LOGIN_ID_RE.fullmatch(typed) else ""
         if not (by_address and by_account):
             error, status = TOO_MANY, 429
+            audit.record_request(
+                "signin.throttled", subject=members.find(typed) if typed else None, login_id=typed
+            )
         elif (member := members.authenticate(form.login_id.data, form.password.data)) is None:
             # One message for an unknown ID and a wrong password: no hint which it was.
             error = _("ログインIDまたはパスワードが正しくありません。")
+            audit.record_request(
+                "signin.password_failed",
+                subject=members.find(typed) if typed else None,
+                login_id=typed,
+            )
         elif (method := twofactor.preferred_method(member)) is not None:
             sessions.begin_pending(member, next_url, method)
             if method in CONTACT_METHODS:
@@ -56,6 +66,7 @@ def login() -> ResponseReturnValue:
             return redirect_to(url_for("auth.verify"))
         else:
             sessions.complete_sign_in(member, second_step=False)
+            _audit_sign_in(member, None)
             return redirect_to(next_url or url_for("main.index"))
     return render(
         "auth/login.html", "auth/_login_form.html", status, form=form, error=error, next=next_url
@@ -79,8 +90,15 @@ def _pending_or_restart():
     return None, redirect_to(url_for("auth.login"))
 
 
-def _finish(state: sessions.Pending):
+def _audit_sign_in(member: Member, method: str | None) -> None:
+    audit.record_request("signin.success", subject=member, method=method)
+    if member.is_operator:
+        audit.record_request("admin.signin", subject=member, method=method)
+
+
+def _finish(state: sessions.Pending, method: str):
     sessions.complete_sign_in(state.member, second_step=True)
+    _audit_sign_in(state.member, method)
     return redirect_to(state.next or url_for("main.index"))
 
 
@@ -109,6 +127,7 @@ def _second_step(
     templates: tuple[str, str],
     wrong: str | None = None,
     on_success: Callable[[Member], None] | None = None,
+    recovery_step: bool = False,
 ) -> ResponseReturnValue:
     """One shape for every second-step page: refuse without a live pending sign-in,
     show the lock up front, count the attempt in the domain, re-render in place."""
@@ -118,16 +137,19 @@ def _second_step(
     now = sessions.now()
     error, status = None, 200
     if form.validate_on_submit():
+        method = "recovery" if recovery_step else state.method
         result = check(state, getattr(form, field).data, now)
         if result.ok:
-            response = _finish(state)
+            response = _finish(state, method)
             if on_success:
                 on_success(state.member)
             return response
         if result.outcome is Outcome.LOCKED:
             error, status = lock_message(result.locked_until), 429
+            audit.record_request("signin.locked", subject=state.member, method=method)
         else:
             error = wrong or code_status_message(result.status)
+            audit.record_request("signin.second_step_failed", subject=state.member, method=method)
     elif form.errors:
         error = wrong or str(WRONG_CODE)
     elif (until := lockout.locked_until(state.member, now)) is not None:
@@ -186,6 +208,7 @@ def choose_method() -> ResponseReturnValue:
 
 def _report_recovery_codes_left(member: Member) -> None:
     left = recovery.remaining(member)
+    audit.record_request("recovery.used", subject=member, left=left)
     notices.send(
         member, "recovery_used", now=sessions.now(), left=left, **notices.request_details()
     )
@@ -206,11 +229,14 @@ def recovery_login() -> ResponseReturnValue:
         ("auth/recovery.html", "auth/_recovery_form.html"),
         wrong=_("リカバリーコードが正しくないか、既に使用されています。"),
         on_success=_report_recovery_codes_left,
+        recovery_step=True,
     )
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        audit.record_request("signout")
     sessions.sign_out()
     flash(_("ログアウトしました。"))
     return redirect_to(url_for("auth.login"))

@@ -6,7 +6,7 @@ from flask import current_app, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from .. import notices, sessions, twofactor
+from .. import audit, notices, sessions, twofactor
 from ..htmx import no_store
 from ..texts import WRONG_CODE
 from ..twofactor import totp
@@ -41,6 +41,7 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
             if replace:
                 sessions.mark_reauthenticated(second_step=True)
                 sessions.end_other_sessions(m)
+                audit.record_request("app.replaced", method="app")
                 notices.send(m, "app_replaced", now=now, **notices.request_details())
                 return done(
                     _("認証アプリを変更しました。"),

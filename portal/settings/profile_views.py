@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from .. import members, messages, notices, sessions, throttle, twofactor
+from .. import audit, members, messages, notices, sessions, throttle, twofactor
 from ..extensions import db
 from ..texts import TOO_MANY, code_status_message, refusal_message
 from ..twofactor import SendRefused, Status, otp_codes
@@ -61,6 +61,11 @@ def _apply(m, kind: str, value: str) -> None:
     old = getattr(m, FIELD_OF[kind])
     setattr(m, FIELD_OF[kind], value)
     db.session.commit()
+    audit.record_request(
+        "profile.email_changed" if kind == "email" else "profile.phone_changed",
+        old=mask(kind, old) if old else "",
+        new=mask(kind, value) if value else "",
+    )
     if kind in twofactor.enabled_methods(m):
         otp_codes.discard(m, f"signin:{kind}", f"setup:{kind}")
         sessions.end_other_sessions(m)
@@ -194,6 +199,7 @@ def password() -> ResponseReturnValue:
         if not errors:
             members.set_password(m, new)
             otp_codes.discard(m, "change:email", "change:sms")
+            audit.record_request("password.changed")
             sessions.end_other_sessions(m)
             notices.send(m, "password_changed", now=sessions.now(), **notices.request_details())
             flash(_("パスワードを変更しました。ほかの端末のログイン状態は解除されました。"))

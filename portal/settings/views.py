@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
-from .. import members, notices, sessions, throttle, twofactor
+from .. import audit, members, notices, sessions, throttle, twofactor
 from ..htmx import redirect_to, render
 from ..texts import (
     METHOD_NAMES,
@@ -81,6 +81,7 @@ def reauth() -> ResponseReturnValue:
                 sessions.mark_reauthenticated(second_step=True)
                 return redirect(next_url)
             form.code.data = ""
+            audit.record_request("reauth.failed", method=method or "app")
             if result.outcome is Outcome.LOCKED:
                 return reauth_dialog(
                     next_url, form=form, error=lock_message(result.locked_until), status=429
@@ -145,6 +146,7 @@ def method_disable(kind: str) -> ResponseReturnValue:
         if form.confirm.data:
             twofactor.disable_method(m, kind)
             sessions.end_other_sessions(m)
+            audit.record_request("method.disabled", method=kind)
             notices.send(
                 m,
                 "method_disabled",
@@ -175,6 +177,7 @@ def recovery_regenerate() -> ResponseReturnValue:
     if form.validate_on_submit():
         new_codes = recovery.issue(m, sessions.now())
         sessions.end_other_sessions(m)
+        audit.record_request("recovery.regenerated")
         notices.send(m, "recovery_regenerated", now=sessions.now(), **notices.request_details())
         return recovery_codes_dialog(new_codes, _("リカバリーコードを再発行しました。"))
     return dialog("settings/_regenerate.html", form=form, action=here)

@@ -1,0 +1,98 @@
+"""The audit log: every security event, append-only.
+
+Views call :func:`record_request`, which fills in who acted and from where; the CLI
+calls :func:`record` with ``actor_label="cli"``. Details are a small JSON object and
+never hold a password, code or secret.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import has_request_context, request
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+
+from .extensions import db
+from .models import AuditEvent, Member, utcnow
+
+# event -> label shown to operators
+EVENTS = {
+    "signin.success": _l("ログイン成功"),
+    "signin.password_failed": _l("ログイン失敗（パスワード）"),
+    "signin.second_step_failed": _l("ログイン失敗（2段階認証）"),
+    "signin.locked": _l("2段階認証のロック"),
+    "signin.throttled": _l("ログイン試行の制限"),
+    "signout": _l("ログアウト"),
+    "admin.signin": _l("管理者のログイン"),
+    "reauth.failed": _l("本人確認の失敗"),
+    "method.enabled": _l("2段階認証の設定"),
+    "method.disabled": _l("2段階認証の無効化"),
+    "app.replaced": _l("認証アプリの変更"),
+    "recovery.regenerated": _l("リカバリーコードの再発行"),
+    "recovery.used": _l("リカバリーコードの使用"),
+    "profile.email_changed": _l("メールアドレスの変更"),
+    "profile.phone_changed": _l("電話番号の変更"),
+    "password.changed": _l("パスワードの変更"),
+    "admin.reset_2fa": _l("管理者による2段階認証の無効化"),
+    "admin.page_saved": _l("メンバーページの保存"),
+    "admin.page_deleted": _l("メンバーページの削除"),
+    "admin.operator_granted": _l("管理者権限の付与"),
+}
+
+
+def record(
+    event: str,
+    *,
+    subject: Member | None = None,
+    actor: Member | None = None,
+    actor_label: str | None = None,
+    method: str | None = None,
+    ip: str = "",
+    user_agent: str = "",
+    subject_label: str | None = None,
+    **detail: Any,
+) -> None:
+    if event not in EVENTS:
+        raise ValueError(f"unknown audit event {event!r}")
+    db.session.add(
+        AuditEvent(
+            created_at=utcnow(),
+            event=event,
+            actor_id=actor.id if actor is not None else None,
+            actor_label=actor_label
+            if actor_label is not None
+            else (actor.login_id if actor else ""),
+            subject_id=subject.id if subject is not None else None,
+            subject_label=subject_label
+            if subject_label is not None
+            else (subject.login_id if subject else ""),
+            method=method,
+            ip=ip[:45],
+            user_agent=user_agent[:300],
+            detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
+        )
+    )
+    db.session.commit()
+
+
+def record_request(
+    event: str, *, subject: Member | None = None, method: str | None = None, **detail: Any
+) -> None:
+    """Record an event of the current request: the signed-in member acted (or, before
+    sign-in, the subject), from this address and browser."""
+    actor = None
+    if has_request_context() and current_user and current_user.is_authenticated:
+        actor = current_user._get_current_object()
+    if actor is None:
+        actor = subject
+    record(
+        event,
+        subject=subject if subject is not None else actor,
+        actor=actor,
+        method=method,
+        ip=(request.remote_addr or "") if has_request_context() else "",
+        user_agent=(request.user_agent.string or "") if has_request_context() else "",
+        **detail,
+    )
