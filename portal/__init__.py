@@ -53,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
     sessions.init_app(app)
 
+    from .admin import bp as admin_bp
     from .auth import bp as auth_bp
     from .main import bp as main_bp
     from .settings import bp as settings_bp
@@ -60,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(main_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(settings_bp)
+    app.register_blueprint(admin_bp)
 
     from . import cli
 

@@ -23,6 +23,7 @@ SUBJECTS = {
     "email_changed": "メールアドレスが変更されました",
     "phone_changed": "電話番号が変更されました",
     "password_changed": "パスワードが変更されました",
+    "reset": "管理者が2段階認証を無効化しました",
 }
 
 

@@ -28,6 +28,7 @@ POST_ROUTES = {
     "/settings/profile": "/settings/profile",
     "/settings/profile/confirm": "/settings/profile/confirm",
     "/settings/password": "/settings/password",
+    "/admin/members/<login_id>/reset": "/admin/members/alice/reset",
 }
 POSTS = list(POST_ROUTES.values())
 

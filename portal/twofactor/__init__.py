@@ -266,3 +266,25 @@ def disable_method(member: Member, kind: str) -> None:
 
 def disable_app(member: Member) -> None:
     disable_method(member, "app")
+
+
+def reset_all(member: Member) -> None:
+    """The operator's 無効化: every method, pending set-up, code and recovery code of the
+    member goes, and every session ends, in one transaction. The member can then sign in
+    with the password alone and set 2FA up again."""
+    from ..models import OneTimeCode, RecoveryCode, TotpEnrolment
+
+    for model in (TotpCredential, TotpEnrolment, ContactMethod, RecoveryCode, OneTimeCode):
+        db.session.execute(delete(model).where(model.member_id == member.id))
+    db.session.execute(
+        update(Member)
+        .where(Member.id == member.id)
+        .values(
+            session_generation=Member.session_generation + 1,
+            preferred_method=None,
+            tfa_failures=0,
+            tfa_locked_until=None,
+        )
+    )
+    db.session.commit()
+    db.session.expire_all()

@@ -1,0 +1,142 @@
+"""Member list (with the members *without* 2FA the guide's vendor cannot list), CSV
+export, member detail and the reset (無効化)."""
+
+from __future__ import annotations
+
+from flask import abort, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import format_datetime
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from .. import audit, members, notices, sessions, twofactor
+from ..extensions import db
+from ..htmx import render
+from ..models import AuditEvent, ContactMethod, Member
+from ..settings.common import dialog, done
+from ..settings.forms import ConfirmForm
+from ..texts import METHOD_SHORT
+from ..twofactor import recovery
+from . import bp
+from .common import PAGE_SIZE, ask_for_second_step, csv_response, stale_operator
+from .queries import MemberFilter, describe, iter_members, member_page
+
+
+def _int_arg(name: str) -> int | None:
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+@bp.route("/members")
+def members_list() -> ResponseReturnValue:
+    flt = MemberFilter.from_args(request.args)
+    page = member_page(flt, _int_arg("after"), _int_arg("before"), PAGE_SIZE)
+    return render(
+        "admin/members.html",
+        "admin/_members_table.html",
+        flt=flt,
+        result=page,
+        method_short=METHOD_SHORT,
+    )
+
+
+@bp.route("/members.csv")
+def members_csv() -> ResponseReturnValue:
+    flt = MemberFilter.from_args(request.args)
+
+    def fmt(value) -> str:
+        return format_datetime(value, "yyyy-MM-dd HH:mm") if value else ""
+
+    rows = (
+        [
+            row.member.login_id,
+            row.member.name,
+            row.member.email,
+            " ".join(row.methods),
+            fmt(row.set_up_on),
+            fmt(row.member.last_second_step_at),
+            row.recovery_left if row.methods else "",
+        ]
+        for row in iter_members(flt)
+    )
+    header = [
+        _("ログインID"),
+        _("氏名"),
+        _("メールアドレス"),
+        _("2段階認証の方法"),
+        _("設定日"),
+        _("最終2段階認証"),
+        _("リカバリーコード残数"),
+    ]
+    return csv_response("members.csv", header, rows)
+
+
+def _member_or_404(login_id: str) -> Member:
+    found = members.find(login_id) if members.LOGIN_ID_RE.fullmatch(login_id) else None
+    if found is None:
+        abort(404)
+    return found
+
+
+@bp.route("/members/<login_id>")
+def member_detail(login_id: str) -> ResponseReturnValue:
+    m = _member_or_404(login_id)
+    row = describe([m])[0]
+    cred = twofactor.totp_credential(m)
+    contacts = {
+        c.kind: c
+        for c in db.session.scalars(db.select(ContactMethod).where(ContactMethod.member_id == m.id))
+    }
+    events = list(
+        db.session.scalars(
+            db.select(AuditEvent)
+            .where(AuditEvent.subject_id == m.id)
+            .order_by(AuditEvent.id.desc())
+            .limit(20)
+        )
+    )
+    return render(
+        "admin/member.html",
+        "admin/member.html",
+        m=m,
+        row=row,
+        cred=cred,
+        contacts=contacts,
+        events=events,
+        event_labels=audit.EVENTS,
+        method_short=METHOD_SHORT,
+        recovery_left=recovery.remaining(m),
+        is_self=m.id == current_user.id,
+    )
+
+
+@bp.route("/members/<login_id>/reset", methods=["GET", "POST"])
+def member_reset(login_id: str) -> ResponseReturnValue:
+    """無効化: remove every method, the recovery codes and sessions of one member."""
+    m = _member_or_404(login_id)
+    here = url_for("admin.member_reset", login_id=m.login_id)
+    if m.id == current_user.id:
+        return done(
+            _("2段階認証の無効化"),
+            _("自分の2段階認証は、2段階認証設定ページで変更してください。"),
+        )
+    if stale_operator():
+        return ask_for_second_step(here)
+    form = ConfirmForm()
+    error = None
+    if form.validate_on_submit():
+        if form.confirm.data:
+            methods = twofactor.enabled_methods(m)
+            twofactor.reset_all(m)
+            audit.record_request("admin.reset_2fa", subject=m, methods=methods)
+            notices.send(m, "reset", now=sessions.now(), **notices.request_details())
+            return done(
+                _("2段階認証の無効化"),
+                _(
+                    "%(name)s（%(login_id)s）の2段階認証を無効化しました。",
+                    name=m.name,
+                    login_id=m.login_id,
+                ),
+            )
+        error = _("無効化するには「はい、無効化して問題ありません。」にチェックを入れてください。")
+    return dialog("admin/_reset.html", form=form, error=error, action=here, m=m)
