@@ -73,6 +73,68 @@ def set_password(login_id, password_stdin):
     click.echo(f"Password set for {member.login_id}")
 
 
+@members_cli.command("list")
+@click.option("--tfa", type=click.Choice(["on", "off"]), help="Only members with / without 2FA.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV (UTF-8) instead of a table.")
+def list_members(tfa, as_csv):
+    """List members with their 2FA methods (streams; fine for a million rows)."""
+    import csv as csv_module
+
+    from .admin.common import safe_cell
+    from .admin.queries import MemberFilter, iter_members
+
+    rows = iter_members(MemberFilter(tfa=tfa or ""))
+    if as_csv:
+        writer = csv_module.writer(sys.stdout)
+        writer.writerow(["login_id", "name", "email", "methods", "recovery_codes_left"])
+        for row in rows:
+            writer.writerow(
+                [
+                    safe_cell(row.member.login_id),
+                    safe_cell(row.member.name),
+                    safe_cell(row.member.email),
+                    " ".join(row.methods),
+                    row.recovery_left if row.methods else "",
+                ]
+            )
+        return
+    for row in rows:
+        methods = ",".join(row.methods) or "-"
+        click.echo(f"{row.member.login_id}\t{methods}\t{row.member.email}\t{row.member.name}")
+
+
+@members_cli.command("reset-2fa")
+@click.argument("login_id")
+def reset_two_factor(login_id):
+    """Remove every 2FA method, recovery code and session of a member (無効化)."""
+    from . import audit, notices, twofactor
+    from .sessions import now
+
+    member = members.find(login_id)
+    if member is None:
+        fail(f"no member with login ID {login_id!r}")
+    methods = twofactor.enabled_methods(member)
+    twofactor.reset_all(member)
+    audit.record("admin.reset_2fa", subject=member, actor_label="cli", methods=methods)
+    notices.send(member, "reset", now=now(), ip="", user_agent="flask members reset-2fa")
+    click.echo(f"2FA reset for {member.login_id} (removed: {', '.join(methods) or 'nothing'})")
+
+
+@members_cli.command("grant-operator")
+@click.argument("login_id")
+def grant_operator(login_id):
+    """Give a member access to the admin area."""
+    from . import audit
+
+    member = members.find(login_id)
+    if member is None:
+        fail(f"no member with login ID {login_id!r}")
+    member.is_operator = True
+    db.session.commit()
+    audit.record("admin.operator_granted", subject=member, actor_label="cli")
+    click.echo(f"{member.login_id} is now an operator")
+
+
 @click.command("demo-accounts")
 @with_appcontext
 def demo_accounts():

@@ -1,0 +1,429 @@
+"""The admin area: access, the member list and its filters, CSV, reset, audit, overview,
+and the operators' CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+from conftest import PASSWORD
+from mail_server import body_text
+
+from portal import members, twofactor
+from portal.admin import common as admin_common
+from portal.extensions import db
+from portal.models import AuditEvent, ContactMethod, RecoveryCode, TotpCredential
+from portal.twofactor import recovery, totp
+
+HX = {"HX-Request": "true"}
+OPERATOR_PASSWORD = "operator password 1"
+
+
+@pytest.fixture
+def operator(app):
+    with app.app_context():
+        return members.create(
+            "boss", email="boss@example.com", password=OPERATOR_PASSWORD, is_operator=True
+        ).id
+
+
+@pytest.fixture
+def admin_client(client, operator):
+    response = client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
+    assert response.location == "/"
+    return client
+
+
+def give(app, login_id: str, *kinds: str) -> None:
+    """Turn methods on directly in the database (the UI is tested elsewhere)."""
+    now = datetime.now(UTC)
+    with app.app_context():
+        m = members.find(login_id)
+        for kind in kinds:
+            if kind == "app":
+                db.session.add(
+                    TotpCredential(member_id=m.id, secret_encrypted=b"x", created_at=now)
+                )
+            else:
+                db.session.add(ContactMethod(member_id=m.id, kind=kind, created_at=now))
+        db.session.commit()
+        if kinds:
+            recovery.issue(m, now)
+
+
+def seed(app, specs: dict[str, tuple[str, ...]]) -> None:
+    with app.app_context():
+        for login_id in specs:
+            members.create(login_id, email=f"{login_id}@example.com", password=PASSWORD)
+    for login_id, kinds in specs.items():
+        give(app, login_id, *kinds)
+
+
+def login_ids(html: str) -> list[str]:
+    return re.findall(r'<a href="/admin/members/([^"]+)">', html)
+
+
+# --- access ---------------------------------------------------------------------------
+
+
+def admin_urls(app) -> list[tuple[str, str]]:
+    found = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("admin."):
+            continue
+        url = rule.rule.replace("<login_id>", "alice").replace("<int:page_id>", "1")
+        for method in sorted((rule.methods or set()) & {"GET", "POST"}):
+            found.append((method, url))
+    return found
+
+
+def test_admin_urls_exist(app):
+    urls = {url for _, url in admin_urls(app)}
+    assert {"/admin/", "/admin/members", "/admin/members.csv", "/admin/audit"} <= urls
+
+
+def test_non_operator_gets_403_everywhere(app, client, member):
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    for method, url in admin_urls(app):
+        response = client.open(url, method=method, data={"confirm": "y"})
+        assert response.status_code == 403, (method, url)
+        assert "権限がありません" in response.text
+
+
+def test_visitor_is_sent_to_sign_in(app, client):
+    for method, url in admin_urls(app):
+        response = client.open(url, method=method)
+        assert response.status_code == 302, (method, url)
+        assert response.location.startswith("/login"), (method, url)
+
+
+def test_pending_operator_has_no_access(app, client, operator):
+    give(app, "boss", "email")
+    client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
+    assert client.get("/admin/").location == "/login/verify"
+
+
+def test_operator_without_2fa_reaches_admin(admin_client):
+    page = admin_client.get("/admin/")
+    assert page.status_code == 200 and "管理画面" in page.text
+
+
+# --- member list ----------------------------------------------------------------------
+
+
+def test_filters(app, admin_client):
+    seed(
+        app,
+        {
+            "apponly": ("app",),
+            "mailonly": ("email",),
+            "smsonly": ("sms",),
+            "both": ("app", "email"),
+            "none1": (),
+            "none2": (),
+        },
+    )
+    off = login_ids(admin_client.get("/admin/members?tfa=off").text)
+    assert set(off) == {"none1", "none2", "boss"}
+    on = login_ids(admin_client.get("/admin/members?tfa=on").text)
+    assert set(on) == {"apponly", "mailonly", "smsonly", "both"}
+    assert set(login_ids(admin_client.get("/admin/members?method=app").text)) == {"apponly", "both"}
+    assert set(login_ids(admin_client.get("/admin/members?method=email").text)) == {
+        "mailonly",
+        "both",
+    }
+    assert login_ids(admin_client.get("/admin/members?method=sms").text) == ["smsonly"]
+    both = admin_client.get("/admin/members?method=email&tfa=on").text
+    assert set(login_ids(both)) == {"mailonly", "both"}
+
+
+def test_search_by_id_name_or_email_case_insensitive(app, admin_client):
+    with app.app_context():
+        members.create(
+            "Taro.Yamada", email="t.yamada@corp.example", password=PASSWORD, name="山田太郎"
+        )
+        members.create("hanako", email="HANAKO@Example.org", password=PASSWORD, name="佐藤花子")
+    assert login_ids(admin_client.get("/admin/members?q=YAMADA").text) == ["Taro.Yamada"]
+    assert login_ids(admin_client.get("/admin/members?q=花子").text) == ["hanako"]
+    assert login_ids(admin_client.get("/admin/members?q=example.ORG").text) == ["hanako"]
+    assert (
+        login_ids(admin_client.get("/admin/members?q=%25").text) == []
+    )  # LIKE wildcards are literal
+    assert login_ids(admin_client.get("/admin/members?q=_").text) == []
+
+
+def test_htmx_gets_the_table_only(admin_client):
+    response = admin_client.get("/admin/members?tfa=off", headers=HX)
+    assert response.text.lstrip().startswith('<div id="member-table">')
+    assert "HX-Request" in response.headers["Vary"]
+
+
+def test_pagination_boundaries(app, admin_client, monkeypatch):
+    monkeypatch.setattr("portal.admin.member_views.PAGE_SIZE", 5)
+    seed(app, {f"user{i:02d}": () for i in range(12)})  # 13 with the operator
+    first = admin_client.get("/admin/members").text
+    assert len(login_ids(first)) == 5 and 'rel="prev"' not in first
+    next_url = re.search(r'rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    second = admin_client.get(next_url).text
+    assert len(login_ids(second)) == 5
+    third_url = re.search(r'rel="next" href="([^"]+)"', second).group(1).replace("&amp;", "&")
+    third = admin_client.get(third_url).text
+    assert len(login_ids(third)) == 3 and 'rel="next"' not in third
+    everyone = login_ids(first) + login_ids(second) + login_ids(third)
+    assert len(set(everyone)) == 13  # nobody twice, nobody missing
+    back_url = re.search(r'rel="prev" href="([^"]+)"', third).group(1).replace("&amp;", "&")
+    assert login_ids(admin_client.get(back_url).text) == login_ids(second)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "after=abc",
+        "after=-1",
+        "before=99999999999999999999999",
+        "tfa=maybe",
+        "method=fax",
+        "q=" + "x" * 500,
+    ],
+)
+def test_odd_parameters_are_harmless(admin_client, query):
+    assert admin_client.get(f"/admin/members?{query}").status_code == 200
+
+
+def test_row_details(app, admin_client):
+    seed(app, {"carol": ("app", "sms")})
+    with app.app_context():
+        m = members.find("carol")
+        recovery.use(m, recovery.issue(m, datetime.now(UTC))[0], datetime.now(UTC))
+    html = admin_client.get("/admin/members?q=carol").text
+    row = html[html.index("/admin/members/carol") :]
+    assert "アプリ" in row and "SMS" in row and "<td>9</td>" in row.replace(" ", "")
+
+
+# --- CSV ------------------------------------------------------------------------------
+
+
+def test_csv_export(app, admin_client):
+    seed(app, {"dave": ("email",), "erin": ()})
+    with app.app_context():
+        members.create("evil", email="evil@example.com", password=PASSWORD, name="=HYPERLINK(1)")
+        members.create("plus", email="plus@example.com", password=PASSWORD, name="+1+1")
+        members.create("jpn", email="jp@example.com", password=PASSWORD, name="日本語の名前")
+    response = admin_client.get("/admin/members.csv?tfa=off")
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert "attachment" in response.headers["Content-Disposition"]
+    raw = response.data
+    assert raw.startswith(b"\xef\xbb\xbf")  # BOM for Excel
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert rows[0][0] == "ログインID"
+    by_id = {r[0]: r for r in rows[1:]}
+    assert set(by_id) == {"boss", "erin", "evil", "plus", "jpn"}
+    assert by_id["evil"][1] == "'=HYPERLINK(1)"
+    assert by_id["plus"][1] == "'+1+1"
+    assert by_id["jpn"][1] == "日本語の名前"
+
+
+def test_csv_neutralises_every_formula_start():
+    for start in ["=", "+", "-", "@", "\t", "\r"]:
+        assert admin_common.safe_cell(start + "x") == "'" + start + "x"
+    assert admin_common.safe_cell("safe") == "safe"
+
+
+# --- member detail and reset ----------------------------------------------------------
+
+
+def test_member_detail(app, admin_client):
+    seed(app, {"frank": ("app", "email")})
+    page = admin_client.get("/admin/members/frank")
+    assert page.status_code == 200
+    assert "アプリ" in page.text and "メール" in page.text and "無効化" in page.text
+    assert admin_client.get("/admin/members/nobody").status_code == 404
+    assert admin_client.get("/admin/members/bad id!").status_code == 404
+
+
+@pytest.mark.wired
+def test_reset_removes_everything_and_tells_the_member(app, client, admin_client, smtp_server):
+    with app.app_context():
+        m = members.create("gina", email="gina@example.com", password=PASSWORD)
+        secret = totp.enrolment_secret(m, datetime.now(UTC))
+        twofactor.enable_app(m, pyotp.TOTP(secret).now(), datetime.now(UTC), replace=False)
+        db.session.add(ContactMethod(member_id=m.id, kind="sms", created_at=datetime.now(UTC)))
+        db.session.commit()
+        gina_id = m.id
+    gina = app.test_client()
+    gina.post("/login", data={"login_id": "gina", "password": PASSWORD})
+    gina.post(
+        "/login/verify",
+        data={"code": pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30))},
+    )
+    assert gina.get("/").status_code == 200
+    dialog = admin_client.get("/admin/members/gina/reset", headers=HX).text
+    assert "gina" in dialog and "はい、無効化して問題ありません。" in dialog
+    refused = admin_client.post("/admin/members/gina/reset", data={}, headers=HX)
+    assert "チェックを入れてください" in refused.text
+    done = admin_client.post("/admin/members/gina/reset", data={"confirm": "y"}, headers=HX)
+    assert "2段階認証を無効化しました" in done.text
+    with app.app_context():
+        for model in (TotpCredential, ContactMethod, RecoveryCode):
+            assert db.session.scalar(db.select(model).where(model.member_id == gina_id)) is None
+        event = db.session.scalar(
+            db.select(AuditEvent).where(AuditEvent.event == "admin.reset_2fa")
+        )
+        assert event.actor_label == "boss" and event.subject_label == "gina"
+        assert "app" in event.detail and "sms" in event.detail
+    assert gina.get("/").status_code == 302  # her sessions ended
+    notice = smtp_server.wait_for(1)[-1]
+    assert notice["To"] == "gina@example.com" and "無効化" in notice["Subject"]
+    assert "パスワードだけでログインできます" in body_text(notice)
+    fresh = app.test_client()
+    assert fresh.post("/login", data={"login_id": "gina", "password": PASSWORD}).location == "/"
+
+
+def test_operator_cannot_reset_themselves(app, admin_client):
+    give(app, "boss", "email")
+    response = admin_client.post("/admin/members/boss/reset", data={"confirm": "y"})
+    assert "2段階認証設定ページで変更してください" in response.text
+    with app.app_context():
+        assert twofactor.has_two_factor(members.find("boss"))
+
+
+def test_stale_operator_with_2fa_must_reauthenticate(app, client, operator):
+    seed(app, {"hal": ("email",)})
+    with app.app_context():
+        boss = members.find("boss")
+        secret = totp.enrolment_secret(boss, datetime.now(UTC))
+        twofactor.enable_app(boss, pyotp.TOTP(secret).now(), datetime.now(UTC), replace=False)
+    client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
+    client.post(
+        "/login/verify",
+        data={"code": pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30))},
+    )
+    with client.session_transaction() as s:
+        s["tfa_at"] -= 11 * 60
+    response = client.post("/admin/members/hal/reset", data={"confirm": "y"})
+    assert "本人確認" in response.text
+    with app.app_context():
+        assert twofactor.has_two_factor(members.find("hal"))
+
+
+# --- audit ----------------------------------------------------------------------------
+
+
+def test_security_events_are_audited(app, client, member_with_totp, operator):
+    _, totp_obj, codes = member_with_totp
+    client.post("/login", data={"login_id": "alice", "password": "wrong password!"})
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    client.post("/login/verify", data={"code": "000000"})
+    client.post("/login/recovery", data={"recovery_code": codes[0]})
+    client.post("/settings/2fa/recovery/regenerate")
+    client.post("/settings/2fa/app/disable", data={"confirm": "y"})
+    client.post("/logout")
+    with app.app_context():
+        events = [
+            (e.event, e.method, e.subject_label)
+            for e in db.session.scalars(db.select(AuditEvent).order_by(AuditEvent.id))
+        ]
+        details = " ".join(e.detail for e in db.session.scalars(db.select(AuditEvent)))
+    assert events == [
+        ("signin.password_failed", None, "alice"),
+        ("signin.second_step_failed", "app", "alice"),
+        ("signin.success", "recovery", "alice"),
+        ("recovery.used", None, "alice"),
+        ("recovery.regenerated", None, "alice"),
+        ("method.disabled", "app", "alice"),
+        ("signout", None, "alice"),
+    ]
+    assert PASSWORD not in details and "wrong password" not in details and codes[0] not in details
+
+
+def test_unknown_login_id_is_audited_without_a_subject(app, client):
+    client.post("/login", data={"login_id": "ghost", "password": PASSWORD})
+    with app.app_context():
+        event = db.session.scalar(db.select(AuditEvent))
+        assert event.event == "signin.password_failed" and event.subject_id is None
+        assert '"login_id": "ghost"' in event.detail
+
+
+def test_audit_page_filters(app, admin_client, member):
+    other = app.test_client()
+    other.post("/login", data={"login_id": "alice", "password": "nope nope nope"})
+    other.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    page = admin_client.get("/admin/audit").text
+    assert "ログイン失敗（パスワード）" in page and "127.0.0.1" in page
+    mine = admin_client.get("/admin/audit?member=alice&event=signin.password_failed").text
+    assert mine.count("<tr>") == 2  # header + one event
+    assert (
+        "そのログインIDのメンバーはいません。"
+        in admin_client.get("/admin/audit?member=nobody").text
+    )
+    bad = admin_client.get("/admin/audit?from=2026/13/45")
+    assert bad.status_code == 200 and "2026-11-25 の形式" in bad.text
+    future = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%d")
+    assert (
+        "条件に合うイベントはありません。" in admin_client.get(f"/admin/audit?from={future}").text
+    )
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    csv_text = admin_client.get(f"/admin/audit.csv?member=alice&to={today}").data.decode(
+        "utf-8-sig"
+    )
+    rows = list(csv.reader(io.StringIO(csv_text)))
+    assert rows[0][0] == "日時" and {r[1] for r in rows[1:]} == {
+        "signin.password_failed",
+        "signin.success",
+    }
+
+
+# --- overview -------------------------------------------------------------------------
+
+
+def test_overview_counts_and_chart(app, admin_client):
+    seed(app, {"app1": ("app",), "app2": ("app", "email"), "sms1": ("sms",), "non1": ()})
+    html = admin_client.get("/admin/").text
+    assert re.search(r'id="stat-total">5<', html)
+    assert re.search(r'id="stat-on">3<', html)
+    assert re.search(r'id="stat-app"><a [^>]*>2<', html)
+    assert re.search(r'id="stat-email"><a [^>]*>1<', html)
+    assert re.search(r'id="stat-sms"><a [^>]*>1<', html)
+    chart = html[
+        html.index('<svg class="chart"') : html.index("</svg>", html.index('<svg class="chart"'))
+    ]
+    assert "<polyline" in chart and "<script" not in chart
+    assert re.search(r'id="signins-none">1<', html)  # the operator's own sign-in
+
+
+# --- CLI ------------------------------------------------------------------------------
+
+
+def test_cli_list_and_csv(app, runner):
+    seed(app, {"ivy": ("app",), "jack": ()})
+    off = runner.invoke(args=["members", "list", "--tfa", "off"])
+    assert off.exit_code == 0 and "jack" in off.output and "ivy" not in off.output
+    as_csv = runner.invoke(args=["members", "list", "--tfa", "on", "--csv"])
+    rows = list(csv.reader(io.StringIO(as_csv.output)))
+    assert rows[0][0] == "login_id" and [r[0] for r in rows[1:]] == ["ivy"]
+    assert rows[1][3] == "app" and rows[1][4] == "10"
+
+
+@pytest.mark.wired
+def test_cli_reset_and_grant(app, runner, smtp_server):
+    seed(app, {"kim": ("app", "email")})
+    result = runner.invoke(args=["members", "reset-2fa", "kim"])
+    assert result.exit_code == 0 and "app" in result.output
+    with app.app_context():
+        assert not twofactor.has_two_factor(members.find("kim"))
+        event = db.session.scalar(
+            db.select(AuditEvent).where(AuditEvent.event == "admin.reset_2fa")
+        )
+        assert event.actor_label == "cli"
+    assert smtp_server.wait_for(1)[-1]["To"] == "kim@example.com"
+    granted = runner.invoke(args=["members", "grant-operator", "kim"])
+    assert granted.exit_code == 0
+    with app.app_context():
+        assert members.find("kim").is_operator
+    for command in (["members", "reset-2fa", "nobody"], ["members", "grant-operator", "nobody"]):
+        failed = runner.invoke(args=command)
+        assert failed.exit_code == 1 and "nobody" in failed.output
