@@ -132,6 +132,17 @@ def parse_base_url(name: str, raw: str) -> str:
     return value
 
 
+def parse_timezone(name: str, raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    value = parse_str(name, raw)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name} must be a time zone such as Asia/Tokyo, not {raw!r}") from None
+    return value
+
+
 def parse_env_name(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if value not in {"development", "production"}:
@@ -160,6 +171,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_HTTPS": ("PORTAL_HTTPS", parse_bool),
     "PORTAL_SESSION_HOURS": ("PORTAL_SESSION_HOURS", lambda n, r: parse_int(n, r, 1)),
     "REDIS_URL": ("REDIS_URL", parse_str),
+    "PORTAL_TIMEZONE": ("BABEL_DEFAULT_TIMEZONE", parse_timezone),
     "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", lambda n, r: parse_int(n, r, 0)),
     "PORTAL_RATELIMIT": ("RATELIMIT_ENABLED", parse_bool),
     "MAIL_SERVER": ("MAIL_SERVER", parse_str),

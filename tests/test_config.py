@@ -99,3 +99,12 @@ def test_short_secret_key_is_refused(env):
     env.setenv("SECRET_KEY", "too-short")
     with pytest.raises(ConfigError, match="SECRET_KEY is too short"):
         create_app()
+
+
+def test_time_zone_from_environment(env):
+    env.setenv("SECRET_KEY", "k" * 40)
+    env.setenv("PORTAL_TIMEZONE", "Europe/Berlin")
+    assert create_app().config["BABEL_DEFAULT_TIMEZONE"] == "Europe/Berlin"
+    env.setenv("PORTAL_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ConfigError, match="PORTAL_TIMEZONE"):
+        create_app()
