@@ -56,12 +56,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp
     from .main import bp as main_bp
+    from .pages_views import bp as pages_bp
     from .settings import bp as settings_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(settings_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(pages_bp)
 
     from . import cli
 

@@ -29,6 +29,9 @@ POST_ROUTES = {
     "/settings/profile/confirm": "/settings/profile/confirm",
     "/settings/password": "/settings/password",
     "/admin/members/<login_id>/reset": "/admin/members/alice/reset",
+    "/admin/pages/new": "/admin/pages/new",
+    "/admin/pages/<int:page_id>/edit": "/admin/pages/1/edit",
+    "/admin/pages/<int:page_id>/delete": "/admin/pages/1/delete",
 }
 POSTS = list(POST_ROUTES.values())
 

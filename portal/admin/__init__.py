@@ -14,4 +14,4 @@ def operators_only() -> None:
         abort(403)
 
 
-from . import audit_views, member_views, overview_views  # noqa: E402,F401
+from . import audit_views, member_views, overview_views, page_views  # noqa: E402,F401
