@@ -22,6 +22,13 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
+def member_or_fail(login_id: str):
+    member = members.find(login_id)
+    if member is None:
+        fail(f"no member with login ID {login_id!r}")
+    return member
+
+
 def read_password() -> str:
     data = sys.stdin.readline()
     return data.rstrip("\r\n")
@@ -62,9 +69,7 @@ def set_password(login_id, password_stdin):
     """Set a member's password (their sessions end)."""
     if not password_stdin:
         fail("--password-stdin is required (passwords never go on the command line)")
-    member = members.find(login_id)
-    if member is None:
-        fail(f"no member with login ID {login_id!r}")
+    member = member_or_fail(login_id)
     try:
         members.set_password(member, read_password())
     except members.MemberError as exc:
@@ -110,9 +115,7 @@ def reset_two_factor(login_id):
     from . import audit, notices, twofactor
     from .sessions import now
 
-    member = members.find(login_id)
-    if member is None:
-        fail(f"no member with login ID {login_id!r}")
+    member = member_or_fail(login_id)
     methods = twofactor.enabled_methods(member)
     twofactor.reset_all(member)
     audit.record("admin.reset_2fa", subject=member, actor_label="cli", methods=methods)
@@ -126,9 +129,7 @@ def grant_operator(login_id):
     """Give a member access to the admin area."""
     from . import audit
 
-    member = members.find(login_id)
-    if member is None:
-        fail(f"no member with login ID {login_id!r}")
+    member = member_or_fail(login_id)
     member.is_operator = True
     db.session.commit()
     audit.record("admin.operator_granted", subject=member, actor_label="cli")

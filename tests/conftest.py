@@ -88,6 +88,25 @@ def member(app):
         return m.id
 
 
+OPERATOR_PASSWORD = "operator password 1"
+
+
+@pytest.fixture
+def operator(app):
+    """An operator without 2FA (the admin area lets one in until policy requires it)."""
+    with app.app_context():
+        return members.create(
+            "boss", email="boss@example.com", password=OPERATOR_PASSWORD, is_operator=True
+        ).id
+
+
+@pytest.fixture
+def admin_client(client, operator):
+    response = client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
+    assert response.location == "/"
+    return client
+
+
 def get_member(member_id: int):
     from portal.models import Member
 

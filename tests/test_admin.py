@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
-from conftest import PASSWORD
+from conftest import OPERATOR_PASSWORD, PASSWORD
 from mail_server import body_text
 
 from portal import members, twofactor
@@ -20,22 +20,6 @@ from portal.models import AuditEvent, ContactMethod, RecoveryCode, TotpCredentia
 from portal.twofactor import recovery, totp
 
 HX = {"HX-Request": "true"}
-OPERATOR_PASSWORD = "operator password 1"
-
-
-@pytest.fixture
-def operator(app):
-    with app.app_context():
-        return members.create(
-            "boss", email="boss@example.com", password=OPERATOR_PASSWORD, is_operator=True
-        ).id
-
-
-@pytest.fixture
-def admin_client(client, operator):
-    response = client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
-    assert response.location == "/"
-    return client
 
 
 def give(app, login_id: str, *kinds: str) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
-from conftest import PASSWORD
+from conftest import OPERATOR_PASSWORD, PASSWORD
 
 from portal import members, pages, twofactor
 from portal.extensions import db
@@ -17,23 +17,7 @@ from portal.models import AuditEvent, MemberPage
 from portal.twofactor import totp
 
 HX = {"HX-Request": "true"}
-OPERATOR_PASSWORD = "operator password 1"
 SETTINGS_LINK = '<a href="%url/rel:tfa:setting%">2段階認証設定</a>'
-
-
-@pytest.fixture
-def operator(app):
-    with app.app_context():
-        return members.create(
-            "boss", email="boss@example.com", password=OPERATOR_PASSWORD, is_operator=True
-        ).id
-
-
-@pytest.fixture
-def admin_client(client, operator):
-    response = client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
-    assert response.location == "/"
-    return client
 
 
 def make_page(app, slug="tfa-guide", title="2段階認証のご案内", body=SETTINGS_LINK) -> int:

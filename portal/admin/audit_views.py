@@ -14,7 +14,7 @@ from flask_babel import gettext as _
 from .. import audit, members
 from ..htmx import render
 from . import bp
-from .common import PAGE_SIZE, csv_response
+from .common import PAGE_SIZE, csv_response, id_arg
 from .queries import AuditFilter, audit_page, iter_audit
 
 
@@ -49,9 +49,7 @@ def _parse_filter() -> tuple[AuditFilter, dict[str, str]]:
 @bp.route("/audit")
 def audit_log() -> ResponseReturnValue:
     flt, errors = _parse_filter()
-    raw_before = request.args.get("before", "")
-    before = int(raw_before) if raw_before.isdigit() and len(raw_before) < 19 else None
-    events, next_before = audit_page(flt, before, PAGE_SIZE)
+    events, next_before = audit_page(flt, id_arg("before"), PAGE_SIZE)
     args = {k: request.args[k] for k in ("member", "event", "from", "to") if request.args.get(k)}
     return render(
         "admin/audit.html",

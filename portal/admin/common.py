@@ -6,13 +6,19 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 
-from flask import Response, stream_with_context
+from flask import Response, request, stream_with_context
 
 from .. import sessions, twofactor
 from ..settings.common import member, reauth_dialog
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PAGE_SIZE = 50
+
+
+def id_arg(name: str) -> int | None:
+    """A keyset position from the query string; anything but a plain id is ignored."""
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
 def stale_operator() -> bool:

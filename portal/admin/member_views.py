@@ -18,19 +18,14 @@ from ..settings.forms import ConfirmForm
 from ..texts import METHOD_SHORT
 from ..twofactor import recovery
 from . import bp
-from .common import PAGE_SIZE, ask_for_second_step, csv_response, stale_operator
+from .common import PAGE_SIZE, ask_for_second_step, csv_response, id_arg, stale_operator
 from .queries import MemberFilter, describe, iter_members, member_page
-
-
-def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
 @bp.route("/members")
 def members_list() -> ResponseReturnValue:
     flt = MemberFilter.from_args(request.args)
-    page = member_page(flt, _int_arg("after"), _int_arg("before"), PAGE_SIZE)
+    page = member_page(flt, id_arg("after"), id_arg("before"), PAGE_SIZE)
     return render(
         "admin/members.html",
         "admin/_members_table.html",
