@@ -54,6 +54,8 @@ def record(
     subject_label: str | None = None,
     **detail: Any,
 ) -> None:
+    """Add one event and commit it, together with whatever the caller left pending (so
+    an action and its audit row land in one transaction)."""
     if event not in EVENTS:
         raise ValueError(f"unknown audit event {event!r}")
     db.session.add(

@@ -59,6 +59,10 @@ def create_member(login_id, email, name, phone, operator, password_stdin):
     except members.MemberError as exc:
         db.session.rollback()
         fail(str(exc))
+    if operator:
+        from . import audit
+
+        audit.record("admin.operator_granted", subject=member, actor_label="cli")
     click.echo(f"Created member {member.login_id}")
 
 
@@ -75,6 +79,9 @@ def set_password(login_id, password_stdin):
     except members.MemberError as exc:
         db.session.rollback()
         fail(str(exc))
+    from . import audit
+
+    audit.record("password.changed", subject=member, actor_label="cli")
     click.echo(f"Password set for {member.login_id}")
 
 
@@ -117,7 +124,7 @@ def reset_two_factor(login_id):
 
     member = member_or_fail(login_id)
     methods = twofactor.enabled_methods(member)
-    twofactor.reset_all(member)
+    twofactor.reset_all(member, commit=False)
     audit.record("admin.reset_2fa", subject=member, actor_label="cli", methods=methods)
     notices.send(member, "reset", now=now(), ip="", user_agent="flask members reset-2fa")
     click.echo(f"2FA reset for {member.login_id} (removed: {', '.join(methods) or 'nothing'})")

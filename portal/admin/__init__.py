@@ -10,7 +10,8 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 @bp.before_request
 @login_required
 def operators_only() -> None:
-    if not current_user.is_operator:
+    # login_required lets OPTIONS through, so check sign-in here as well.
+    if not current_user.is_authenticated or not current_user.is_operator:
         abort(403)
 
 

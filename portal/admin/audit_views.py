@@ -40,6 +40,8 @@ def _parse_filter() -> tuple[AuditFilter, dict[str, str]]:
         try:
             day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=zone)
         except ValueError:
+            day = None
+        if day is None or not 1900 <= day.year <= 9998:
             errors[name] = _("日付は 2026-11-25 の形式で入力してください。")
             continue
         setattr(flt, attr, day + timedelta(days=shift))  # "to" includes that whole day

@@ -18,14 +18,13 @@ PAGE_SIZE = 50
 def id_arg(name: str) -> int | None:
     """A keyset position from the query string; anything but a plain id is ignored."""
     raw = request.args.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
 def stale_operator() -> bool:
-    """Admin POSTs need a second step within the last 10 minutes, for an operator who
-    has 2FA (one without 2FA, until the policy requires it, acts after password sign-in)."""
-    m = member()
-    return twofactor.has_two_factor(m) and not sessions.is_fresh(True)
+    """Admin POSTs need a second step within the last 10 minutes; an operator without 2FA
+    (allowed until the policy requires it) needs the password within 10 minutes instead."""
+    return not sessions.is_fresh(twofactor.has_two_factor(member()))
 
 
 def ask_for_second_step(next_url: str) -> Response:

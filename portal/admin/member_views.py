@@ -122,8 +122,8 @@ def member_reset(login_id: str) -> ResponseReturnValue:
     if form.validate_on_submit():
         if form.confirm.data:
             methods = twofactor.enabled_methods(m)
-            twofactor.reset_all(m)
-            audit.record_request("admin.reset_2fa", subject=m, methods=methods)
+            twofactor.reset_all(m, commit=False)
+            audit.record_request("admin.reset_2fa", subject=m, methods=methods)  # commits both
             notices.send(m, "reset", now=sessions.now(), **notices.request_details())
             return done(
                 _("2段階認証の無効化"),

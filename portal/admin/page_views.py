@@ -19,6 +19,8 @@ from .forms import DeletePageForm, PageForm
 
 
 def _page_or_404(page_id: int) -> MemberPage:
+    if page_id > 2**63 - 1:
+        abort(404)  # larger than any database integer
     page = pages.get(page_id)
     if page is None:
         abort(404)

@@ -24,8 +24,9 @@ class MemberFilter:
     def from_args(cls, args) -> MemberFilter:
         tfa = args.get("tfa", "")
         method = args.get("method", "")
+        raw_q = "".join(ch for ch in (args.get("q") or "") if ch.isprintable())
         return cls(
-            q=(args.get("q") or "").strip()[:100],
+            q=raw_q.strip()[:100],
             tfa=tfa if tfa in ("on", "off") else "",
             method=method if method in ("app", "email", "sms") else "",
         )

@@ -43,20 +43,21 @@ def login() -> ResponseReturnValue:
         by_account = throttle.allow(
             "login-account", "PORTAL_LOGIN_LIMIT_PER_ACCOUNT", members.login_key(form.login_id.data)
         )
-        typed = form.login_id.data.strip()
-        typed = typed if members.LOGIN_ID_RE.fullmatch(typed) else ""
+        # The typed ID is recorded only as the member it names: people type their
+        # password into the ID box, and that must never reach the audit log.
+        named = (
+            members.find(form.login_id.data)
+            if members.LOGIN_ID_RE.fullmatch(form.login_id.data.strip())
+            else None
+        )
         if not (by_address and by_account):
             error, status = TOO_MANY, 429
-            audit.record_request(
-                "signin.throttled", subject=members.find(typed) if typed else None, login_id=typed
-            )
+            audit.record_request("signin.throttled", subject=named)
         elif (member := members.authenticate(form.login_id.data, form.password.data)) is None:
             # One message for an unknown ID and a wrong password: no hint which it was.
             error = _("ログインIDまたはパスワードが正しくありません。")
             audit.record_request(
-                "signin.password_failed",
-                subject=members.find(typed) if typed else None,
-                login_id=typed,
+                "signin.password_failed", subject=named, known_id=named is not None
             )
         elif (method := twofactor.preferred_method(member)) is not None:
             sessions.begin_pending(member, next_url, method)

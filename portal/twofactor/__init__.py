@@ -268,7 +268,7 @@ def disable_app(member: Member) -> None:
     disable_method(member, "app")
 
 
-def reset_all(member: Member) -> None:
+def reset_all(member: Member, *, commit: bool = True) -> None:
     """The operator's 無効化: every method, pending set-up, code and recovery code of the
     member goes, and every session ends, in one transaction. The member can then sign in
     with the password alone and set 2FA up again."""
@@ -286,5 +286,6 @@ def reset_all(member: Member) -> None:
             tfa_locked_until=None,
         )
     )
-    db.session.commit()
-    db.session.expire_all()
+    if commit:
+        db.session.commit()
+        db.session.expire_all()
