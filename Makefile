@@ -30,7 +30,7 @@ run: install
 	@echo "Demo accounts (fresh passwords on every start):"
 	@$(BIN)/flask --app wsgi demo-accounts
 	@echo "Serving on http://127.0.0.1:$(PORT)/"
-	$(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers 2 --access-logfile - wsgi:app
+	$(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers 2 --worker-class gthread --threads 4 --access-logfile - wsgi:app
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ import csv
 import io
 import re
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pyotp
 import pytest
@@ -380,11 +381,11 @@ def test_audit_page_filters(app, admin_client, member):
         assert admin_client.get(f"/admin/audit.csv?{odd}").status_code == 200, odd
     bad = admin_client.get("/admin/audit?from=2026/13/45")
     assert bad.status_code == 200 and "2026-11-25 の形式" in bad.text
-    future = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%d")
+    future = (datetime.now(ZoneInfo("Asia/Tokyo")) + timedelta(days=2)).strftime("%Y-%m-%d")
     assert (
         "条件に合うイベントはありません。" in admin_client.get(f"/admin/audit?from={future}").text
     )
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    today = datetime.now(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d")  # dates are Tokyo days
     csv_text = admin_client.get(f"/admin/audit.csv?member=alice&to={today}").data.decode(
         "utf-8-sig"
     )

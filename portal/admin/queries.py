@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, exists, func, not_, or_, select
+from sqlalchemy import Select, and_, exists, func, not_, or_, select, union_all
 
 from ..extensions import db
 from ..models import AuditEvent, ContactMethod, Member, RecoveryCode, TotpCredential
@@ -40,7 +40,11 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def member_select(flt: MemberFilter) -> Select:
+def member_select(flt: MemberFilter, after: int | None = None, before: int | None = None) -> Select:
+    """Members matching ``flt`` with ``after < id < before``. The bounds are repeated
+    inside the method subqueries: PostgreSQL does not carry ``member.id > after`` over
+    to the correlated ``member_id``, so its merge anti join would otherwise read every
+    method row below ``after`` for each deep page."""
     stmt = select(Member)
     if flt.q:
         pattern = _like(flt.q)
@@ -51,17 +55,43 @@ def member_select(flt: MemberFilter) -> Select:
                 func.lower(Member.email).like(pattern, escape="\\"),
             )
         )
-    has_app = exists().where(TotpCredential.member_id == Member.id)
-    has_contact = exists().where(ContactMethod.member_id == Member.id)
+
+    def bounded(column):
+        conds = []
+        if after is not None:
+            conds.append(column > after)
+        if before is not None:
+            conds.append(column < before)
+        return conds
+
+    if after is not None:
+        stmt = stmt.where(Member.id > after)
+    if before is not None:
+        stmt = stmt.where(Member.id < before)
+    has_app = exists().where(
+        TotpCredential.member_id == Member.id, *bounded(TotpCredential.member_id)
+    )
+    has_contact = exists().where(
+        ContactMethod.member_id == Member.id, *bounded(ContactMethod.member_id)
+    )
     if flt.tfa == "on":
-        stmt = stmt.where(or_(has_app, has_contact))
+        # One EXISTS over both tables: "a OR b" makes PostgreSQL hash all of contact_method.
+        any_method = union_all(
+            select(TotpCredential.member_id).where(*bounded(TotpCredential.member_id)),
+            select(ContactMethod.member_id).where(*bounded(ContactMethod.member_id)),
+        ).subquery()
+        stmt = stmt.where(exists().where(any_method.c.member_id == Member.id))
     elif flt.tfa == "off":
         stmt = stmt.where(and_(not_(has_app), not_(has_contact)))
     if flt.method == "app":
         stmt = stmt.where(has_app)
     elif flt.method in ("email", "sms"):
         stmt = stmt.where(
-            exists().where(ContactMethod.member_id == Member.id, ContactMethod.kind == flt.method)
+            exists().where(
+                ContactMethod.member_id == Member.id,
+                ContactMethod.kind == flt.method,
+                *bounded(ContactMethod.member_id),
+            )
         )
     return stmt
 
@@ -82,13 +112,9 @@ class MemberRow:
 
 
 def member_page(flt: MemberFilter, after: int | None, before: int | None, size: int) -> Page:
-    stmt = member_select(flt)
     if before is not None:
-        found = list(
-            db.session.scalars(
-                stmt.where(Member.id < before).order_by(Member.id.desc()).limit(size + 1)
-            )
-        )
+        stmt = member_select(flt, before=before)
+        found = list(db.session.scalars(stmt.order_by(Member.id.desc()).limit(size + 1)))
         more_before = len(found) > size
         found = list(reversed(found[:size]))
         return Page(
@@ -96,8 +122,7 @@ def member_page(flt: MemberFilter, after: int | None, before: int | None, size: 
             next_after=found[-1].id if found else None,
             prev_before=found[0].id if found and more_before else None,
         )
-    if after is not None:
-        stmt = stmt.where(Member.id > after)
+    stmt = member_select(flt, after=after)
     found = list(db.session.scalars(stmt.order_by(Member.id).limit(size + 1)))
     more = len(found) > size
     found = found[:size]
@@ -149,13 +174,15 @@ def iter_members(flt: MemberFilter, batch: int = 1000) -> Iterator[MemberRow]:
     after = 0
     while True:
         found = list(
-            db.session.scalars(
-                member_select(flt).where(Member.id > after).order_by(Member.id).limit(batch)
-            )
+            db.session.scalars(member_select(flt, after=after).order_by(Member.id).limit(batch))
         )
         if not found:
             return
-        yield from describe(found)
+        if flt.tfa == "off":
+            # Members without 2FA have no methods or recovery codes: nothing to look up.
+            yield from (MemberRow(m) for m in found)
+        else:
+            yield from describe(found)
         after = found[-1].id
         db.session.expunge_all()  # let the batch go
 
