@@ -178,7 +178,7 @@ def test_setup_refused_when_already_set_up(ctx, member_with_totp):
 def test_disabling_last_method_voids_recovery_codes(ctx, member_with_totp):
     member_id, _, recovery_codes = member_with_totp
     m = get_member(member_id)
-    twofactor.disable_app(m)
+    twofactor.disable_method(m, "app")
     assert not twofactor.has_two_factor(m)
     assert twofactor.recovery.remaining(m) == 0
     assert not twofactor.verify_recovery_code(m, recovery_codes[0], NOW).ok

@@ -264,10 +264,6 @@ def disable_method(member: Member, kind: str) -> None:
         recovery.void(member)
 
 
-def disable_app(member: Member) -> None:
-    disable_method(member, "app")
-
-
 def reset_all(member: Member, *, commit: bool = True) -> None:
     """The operator's 無効化: every method, pending set-up, code and recovery code of the
     member goes, and every session ends, in one transaction. The member can then sign in
