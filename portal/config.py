@@ -160,6 +160,10 @@ def parse_database_url(name: str, raw: str) -> str:
     return value
 
 
+def int_at_least(minimum: int) -> Callable[[str, str], int]:
+    return lambda name, raw: parse_int(name, raw, minimum)
+
+
 # environment variable -> (config key, parser)
 ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_ENV": ("PORTAL_ENV", parse_env_name),
@@ -169,30 +173,27 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_HMAC_KEY": ("PORTAL_HMAC_KEY", parse_str),
     "PORTAL_ISSUER": ("PORTAL_ISSUER", parse_str),
     "PORTAL_HTTPS": ("PORTAL_HTTPS", parse_bool),
-    "PORTAL_SESSION_HOURS": ("PORTAL_SESSION_HOURS", lambda n, r: parse_int(n, r, 1)),
+    "PORTAL_SESSION_HOURS": ("PORTAL_SESSION_HOURS", int_at_least(1)),
     "REDIS_URL": ("REDIS_URL", parse_str),
     "PORTAL_TIMEZONE": ("BABEL_DEFAULT_TIMEZONE", parse_timezone),
-    "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", lambda n, r: parse_int(n, r, 0)),
+    "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", int_at_least(0)),
     "PORTAL_RATELIMIT": ("RATELIMIT_ENABLED", parse_bool),
     "MAIL_SERVER": ("MAIL_SERVER", parse_str),
-    "MAIL_PORT": ("MAIL_PORT", lambda n, r: parse_int(n, r, 1)),
+    "MAIL_PORT": ("MAIL_PORT", int_at_least(1)),
     "MAIL_USE_TLS": ("MAIL_USE_TLS", parse_bool),
     "MAIL_USE_SSL": ("MAIL_USE_SSL", parse_bool),
     "MAIL_USERNAME": ("MAIL_USERNAME", parse_str),
     "MAIL_PASSWORD": ("MAIL_PASSWORD", parse_str),
     "MAIL_DEFAULT_SENDER": ("MAIL_DEFAULT_SENDER", parse_str),
-    "MAIL_TIMEOUT": ("MAIL_TIMEOUT", lambda n, r: parse_int(n, r, 1)),
+    "MAIL_TIMEOUT": ("MAIL_TIMEOUT", int_at_least(1)),
     "PORTAL_BASE_URL": ("PORTAL_BASE_URL", parse_base_url),
     "PORTAL_SMS_BACKEND": ("PORTAL_SMS_BACKEND", parse_sms_backend),
     "PORTAL_SMS_GATEWAY_URL": ("PORTAL_SMS_GATEWAY_URL", parse_base_url),
     "PORTAL_SMS_GATEWAY_TOKEN": ("PORTAL_SMS_GATEWAY_TOKEN", parse_str),
-    "PORTAL_SMS_TIMEOUT": ("PORTAL_SMS_TIMEOUT", lambda n, r: parse_int(n, r, 1)),
+    "PORTAL_SMS_TIMEOUT": ("PORTAL_SMS_TIMEOUT", int_at_least(1)),
     "PORTAL_SMS_COUNTRIES": ("PORTAL_SMS_COUNTRIES", parse_countries),
-    "PORTAL_SMS_DAILY_LIMIT": ("PORTAL_SMS_DAILY_LIMIT", lambda n, r: parse_int(n, r, 0)),
-    "PORTAL_SMS_MEMBER_DAILY_LIMIT": (
-        "PORTAL_SMS_MEMBER_DAILY_LIMIT",
-        lambda n, r: parse_int(n, r, 0),
-    ),
+    "PORTAL_SMS_DAILY_LIMIT": ("PORTAL_SMS_DAILY_LIMIT", int_at_least(0)),
+    "PORTAL_SMS_MEMBER_DAILY_LIMIT": ("PORTAL_SMS_MEMBER_DAILY_LIMIT", int_at_least(0)),
 }
 
 

@@ -136,47 +136,29 @@ def test_stale_session_cannot_move_the_second_step(app, client, member, smtp_ser
         assert get_member(member).email == "alice@example.com"
 
 
+def change_password(client, current, new, confirm=None):
+    return client.post(
+        "/settings/password",
+        data={
+            "current_password": current,
+            "new_password": new,
+            "new_password_confirm": new if confirm is None else confirm,
+        },
+    )
+
+
 def test_password_change(app, client, member, smtp_server):
     other = app.test_client()
     sign_in(other)
     sign_in(client)
     page = client.get("/settings/password").text
     assert 'name="new_password_confirm"' in page
-    mismatch = client.post(
-        "/settings/password",
-        data={
-            "current_password": PASSWORD,
-            "new_password": "a fresh long password",
-            "new_password_confirm": "something else entirely",
-        },
-    )
+    mismatch = change_password(client, PASSWORD, "a fresh long password", "something else entirely")
     assert "確認用のパスワードが一致しません。" in mismatch.text
-    short = client.post(
-        "/settings/password",
-        data={
-            "current_password": PASSWORD,
-            "new_password": "short",
-            "new_password_confirm": "short",
-        },
-    )
-    assert "12文字以上" in short.text
-    wrong = client.post(
-        "/settings/password",
-        data={
-            "current_password": "not my password",
-            "new_password": "a fresh long password",
-            "new_password_confirm": "a fresh long password",
-        },
-    )
+    assert "12文字以上" in change_password(client, PASSWORD, "short").text
+    wrong = change_password(client, "not my password", "a fresh long password")
     assert "現在のパスワードが正しくありません。" in wrong.text
-    ok = client.post(
-        "/settings/password",
-        data={
-            "current_password": PASSWORD,
-            "new_password": "a fresh long password",
-            "new_password_confirm": "a fresh long password",
-        },
-    )
+    ok = change_password(client, PASSWORD, "a fresh long password")
     assert ok.status_code == 302
     assert client.get("/").status_code == 200  # this session carries on
     assert other.get("/").status_code == 302  # every other one ended
@@ -191,14 +173,7 @@ def test_password_change_needs_recent_second_step(app, client, member, smtp_serv
     enable_email(client, smtp_server)
     with client.session_transaction() as s:
         s["tfa_at"] -= 11 * 60
-    response = client.post(
-        "/settings/password",
-        data={
-            "current_password": PASSWORD,
-            "new_password": "a fresh long password",
-            "new_password_confirm": "a fresh long password",
-        },
-    )
+    response = change_password(client, PASSWORD, "a fresh long password")
     assert "本人確認をする" in response.text
     with app.app_context():
         assert members.authenticate("alice", PASSWORD) is not None
