@@ -103,10 +103,6 @@ def _finish(state: sessions.Pending, method: str):
     return redirect_to(state.next or url_for("main.index"))
 
 
-def mask(kind: str, value: str) -> str:
-    return notify.mask_phone(value) if kind == "sms" else notify.mask_email(value)
-
-
 def _verify_context(state: sessions.Pending) -> dict:
     """What the code page says about the chosen method and the other choices."""
     method = state.method
@@ -115,7 +111,7 @@ def _verify_context(state: sessions.Pending) -> dict:
         sent_to = otp_codes.pending_destination(state.member, f"signin:{method}", sessions.now())
     return {
         "method": method,
-        "sent_to": mask(method, sent_to) if sent_to else None,
+        "sent_to": notify.mask_destination(method, sent_to) if sent_to else None,
         "others": [m for m in twofactor.enabled_methods(state.member) if m != method],
         "method_short": METHOD_SHORT,
     }
@@ -180,7 +176,7 @@ def resend() -> ResponseReturnValue:
     if form.validate_on_submit() and state.method in CONTACT_METHODS:
         try:
             sent_to = twofactor.send_signin_code(state.member, state.method, sessions.now())
-            notice = sent_message(state.method, mask(state.method, sent_to))
+            notice = sent_message(state.method, notify.mask_destination(state.method, sent_to))
         except SendRefused as refused:
             send_error = refusal_message(refused, state.method)
     return render(

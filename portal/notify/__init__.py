@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from .errors import DeliveryError
 from .mail import send_email
-from .masking import mask_email, mask_phone
+from .masking import mask_destination, mask_email, mask_phone
 from .sms import send_sms
 
-__all__ = ["DeliveryError", "mask_email", "mask_phone", "send_email", "send_sms"]
+__all__ = [
+    "DeliveryError",
+    "mask_destination",
+    "mask_email",
+    "mask_phone",
+    "send_email",
+    "send_sms",
+]

@@ -43,3 +43,8 @@ def mask_phone(e164: str) -> str:
     if len(digits) < 8:
         return "*" * max(len(digits), 4)
     return "*" * (len(digits) - 4) + digits[-4:]
+
+
+def mask_destination(kind: str, value: str) -> str:
+    """Mask a second-step destination: a phone number for ``sms``, else an email."""
+    return mask_phone(value) if kind == "sms" else mask_email(value)

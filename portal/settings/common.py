@@ -29,8 +29,7 @@ def member() -> Member:
     return current_user._get_current_object()
 
 
-def mask(kind: str, value: str) -> str:
-    return notify.mask_phone(value) if kind == "sms" else notify.mask_email(value)
+mask = notify.mask_destination
 
 
 def recovery_codes_dialog(codes: list[str], title: str) -> Response:

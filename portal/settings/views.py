@@ -17,6 +17,7 @@ from ..htmx import redirect_to, render
 from ..texts import (
     METHOD_NAMES,
     TOO_MANY,
+    WRONG_CODE,
     lock_message,
     refusal_message,
     sent_message,
@@ -86,7 +87,7 @@ def reauth() -> ResponseReturnValue:
                 return reauth_dialog(
                     next_url, form=form, error=lock_message(result.locked_until), status=429
                 )
-            return reauth_dialog(next_url, form=form, error=_("認証コードが正しくありません。"))
+            return reauth_dialog(next_url, form=form, error=str(WRONG_CODE))
     else:
         form = ReauthPasswordForm()
         if form.validate_on_submit():
