@@ -24,6 +24,7 @@ EVENTS = {
     "signin.second_step_failed": _l("ログイン失敗（2段階認証）"),
     "signin.locked": _l("2段階認証のロック"),
     "signin.throttled": _l("ログイン試行の制限"),
+    "request.throttled": _l("操作回数の制限"),
     "signout": _l("ログアウト"),
     "admin.signin": _l("管理者のログイン"),
     "reauth.failed": _l("本人確認の失敗"),

@@ -127,6 +127,10 @@ def reset_two_factor(login_id):
     twofactor.reset_all(member, commit=False)
     audit.record("admin.reset_2fa", subject=member, actor_label="cli", methods=methods)
     notices.send(member, "reset", now=now(), ip="", user_agent="flask members reset-2fa")
+    if member.is_operator:
+        notices.tell_operators_of_reset(
+            member, actor=None, actor_label="cli", now=now(), ip="", user_agent=""
+        )
     click.echo(f"2FA reset for {member.login_id} (removed: {', '.join(methods) or 'nothing'})")
 
 

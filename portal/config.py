@@ -34,14 +34,31 @@ DEFAULTS: dict[str, Any] = {
     # argon2-cffi defaults unless a test asks for cheaper ones
     "PORTAL_ARGON2_PARAMS": None,
     "WTF_CSRF_TIME_LIMIT": None,
-    # Rate limits on password checks (per client address and per account). Shared
-    # between workers and hosts only with REDIS_URL; otherwise counted per process.
+    # Rate limits (limits' notation, ";" between rules). Shared between workers and
+    # hosts only with REDIS_URL; otherwise counted per process. See LIMITS below.
     "REDIS_URL": None,
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_STORAGE_URI": None,
-    "PORTAL_LOGIN_LIMIT_PER_ADDRESS": "20 per minute;200 per hour",
-    "PORTAL_LOGIN_LIMIT_PER_ACCOUNT": "10 per minute;60 per hour",
-    "PORTAL_REAUTH_LIMIT": "10 per 15 minutes",
+    # Every password check from one client address.
+    "PORTAL_LIMIT_LOGIN_ADDRESS": "20 per minute;200 per hour",
+    # Failed password checks of one account from one address: the strict bucket.
+    "PORTAL_LIMIT_LOGIN_ACCOUNT_ADDRESS": "5 per minute;20 per hour",
+    # Failed password checks of one account from anywhere: loose, so strangers can slow
+    # but not block the owner; a browser that signed in before is never held by it.
+    "PORTAL_LIMIT_LOGIN_ACCOUNT": "30 per minute;300 per hour",
+    # Failed password checks from a browser that signed in to the account before.
+    "PORTAL_LIMIT_LOGIN_DEVICE": "10 per minute;50 per hour",
+    # Second-step POSTs per client address (the member lockout bounds guesses per account).
+    "PORTAL_LIMIT_VERIFY": "30 per minute;300 per hour",
+    "PORTAL_LIMIT_RECOVERY": "10 per minute;60 per hour",
+    "PORTAL_LIMIT_RESEND": "10 per minute;60 per hour",
+    # Re-authentication per client address, and password re-checks per member.
+    "PORTAL_LIMIT_REAUTH": "30 per minute;300 per hour",
+    "PORTAL_LIMIT_REAUTH_PASSWORD": "10 per 15 minutes",
+    # Every admin-area POST per client address.
+    "PORTAL_LIMIT_ADMIN": "60 per minute;1000 per hour",
+    # Request bodies larger than this are refused with 413 before they are read.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
     "PORTAL_PROXY_COUNT": 0,
     # Mail (Flask-Mail). Without MAIL_SERVER, mail is written to the log instead.
     "MAIL_SERVER": None,
@@ -160,6 +177,20 @@ def parse_database_url(name: str, raw: str) -> str:
     return value
 
 
+def parse_limits(name: str, raw: str) -> str:
+    """Rules in limits' notation, e.g. ``20 per minute;200 per hour``."""
+    from limits import parse_many
+
+    value = parse_str(name, raw)
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be rate limits such as '20 per minute;200 per hour', not {raw!r}"
+        ) from None
+    return value
+
+
 def int_at_least(minimum: int) -> Callable[[str, str], int]:
     return lambda name, raw: parse_int(name, raw, minimum)
 
@@ -178,6 +209,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_TIMEZONE": ("BABEL_DEFAULT_TIMEZONE", parse_timezone),
     "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", int_at_least(0)),
     "PORTAL_RATELIMIT": ("RATELIMIT_ENABLED", parse_bool),
+    "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int_at_least(1024)),
     "MAIL_SERVER": ("MAIL_SERVER", parse_str),
     "MAIL_PORT": ("MAIL_PORT", int_at_least(1)),
     "MAIL_USE_TLS": ("MAIL_USE_TLS", parse_bool),
@@ -195,6 +227,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_SMS_DAILY_LIMIT": ("PORTAL_SMS_DAILY_LIMIT", int_at_least(0)),
     "PORTAL_SMS_MEMBER_DAILY_LIMIT": ("PORTAL_SMS_MEMBER_DAILY_LIMIT", int_at_least(0)),
 }
+LIMITS = [key for key in DEFAULTS if key.startswith("PORTAL_LIMIT_")]
+ENVIRONMENT.update({key: (key, parse_limits) for key in LIMITS})
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -261,6 +295,9 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
         raise ConfigError(
             "PORTAL_SMS_BACKEND=http needs PORTAL_SMS_GATEWAY_URL and PORTAL_SMS_GATEWAY_TOKEN"
         )
+    # One size rule for every body: Werkzeug's separate 500 kB cap on form fields
+    # would refuse a long member page that MAX_CONTENT_LENGTH allows.
+    config["MAX_FORM_MEMORY_SIZE"] = config["MAX_CONTENT_LENGTH"]
     if not config.get("RATELIMIT_STORAGE_URI"):
         config["RATELIMIT_STORAGE_URI"] = config.get("REDIS_URL") or "memory://"
 

@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from .htmx import render
+from .web.htmx import render
 
 
 def _page(status: int, title: str, message: str):
@@ -31,10 +31,16 @@ def init_app(app: Flask) -> None:
             403: _("このページを表示する権限がありません。"),
             404: _("お探しのページは見つかりませんでした。"),
             405: _("この操作は許可されていません。"),
+            413: _("送信されたデータが大きすぎます。内容を減らして、もう一度お試しください。"),
             429: _("リクエストが多すぎます。しばらくしてから再度お試しください。"),
         }
         message = messages.get(exc.code or 500, _("リクエストを処理できませんでした。"))
-        return _page(exc.code or 500, _("エラー"), message)
+        response = _page(exc.code or 500, _("エラー"), message)
+        # Keep what the exception says beside its body: Retry-After (429), Allow (405).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(500)
     def server_error(exc):

@@ -120,7 +120,7 @@ class TotpEnrolment(db.Model):
     """A secret shown to the member but not yet proven by a code.
 
     Kept in the database, never in the cookie session (Flask only signs it), and
-    dropped once confirmed or expired.
+    dropped once confirmed, expired or replaced by a set-up opened in another session.
     """
 
     __tablename__ = "totp_enrolment"
@@ -130,6 +130,9 @@ class TotpEnrolment(db.Model):
         ForeignKey("member.id", ondelete="CASCADE"), unique=True, index=True
     )
     secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    # Keyed hash of a nonce kept in the session that was shown the secret: only that
+    # session can confirm it (another session opening the set-up replaces the row).
+    session_hash: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from flask import current_app, render_template, request
 from flask_babel import format_datetime
 
-from . import notify
+from . import notify, useragent
 from .models import Member
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ SUBJECTS = {
     "phone_changed": "電話番号が変更されました",
     "password_changed": "パスワードが変更されました",
     "reset": "管理者が2段階認証を無効化しました",
+    "operator_reset": "管理者の2段階認証が無効化されました",
 }
 
 
@@ -50,7 +51,7 @@ def send(
         issuer=issuer,
         when=format_datetime(now, "yyyy年M月d日 HH:mm"),
         ip=ip or "不明",
-        user_agent=user_agent or "不明",
+        browser=useragent.describe(user_agent),
         base_url=current_app.config["PORTAL_BASE_URL"],
         **details,
     )
@@ -60,6 +61,40 @@ def send(
         log.warning("notice %s to member %s could not be sent", event, member.login_key)
         return False
     return True
+
+
+def tell_operators_of_reset(
+    subject: Member,
+    *,
+    actor: Member | None,
+    actor_label: str,
+    now: datetime,
+    ip: str,
+    user_agent: str,
+) -> int:
+    """An operator's 2FA was reset: every other operator hears of it, so a rogue or
+    hijacked operator account cannot quietly weaken another one. Returns how many mails
+    went out."""
+    from .extensions import db
+
+    others = db.session.scalars(
+        db.select(Member)
+        .where(Member.is_operator.is_(True), Member.id != subject.id)
+        .where(Member.id != (actor.id if actor is not None else -1))
+        .order_by(Member.id)
+    )
+    return sum(
+        send(
+            operator,
+            "operator_reset",
+            now=now,
+            ip=ip,
+            user_agent=user_agent,
+            target=subject,
+            actor_label=actor_label,
+        )
+        for operator in others
+    )
 
 
 def request_details() -> dict[str, str]:

@@ -6,6 +6,7 @@ and timestamps, never a secret.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -15,8 +16,8 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from .extensions import db, login_manager
-from .htmx import is_htmx, redirect_to
 from .models import Member
+from .web.htmx import is_htmx, redirect_to
 
 PENDING = "pending"
 
@@ -85,12 +86,21 @@ def drop_stale_pending() -> None:
         flash(_("認証の有効期限が切れました。もう一度ログインしてください。"), "error")
 
 
+def session_id() -> str:
+    """A random id for this signed-in session (the cookie session has none of its own),
+    made at sign-in; things bound to one session (a pending app set-up) use it."""
+    if not isinstance(session.get("sid"), str):
+        session["sid"] = secrets.token_urlsafe(24)
+    return session["sid"]
+
+
 def complete_sign_in(member: Member, *, second_step: bool) -> None:
     """Full sign-in: the session is cleared and rebuilt, so nothing set before sign-in
     (a planted value, an old CSRF token) survives."""
     session.clear()
     login_user(member)
     session.permanent = True
+    session["sid"] = secrets.token_urlsafe(24)
     stamp = now().timestamp()
     session["auth_at"] = stamp
     if second_step:

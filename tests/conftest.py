@@ -93,7 +93,7 @@ OPERATOR_PASSWORD = "operator password 1"
 
 @pytest.fixture
 def operator(app):
-    """An operator without 2FA (the admin area lets one in until policy requires it)."""
+    """An operator without 2FA: the admin area sends them to set one up first."""
     with app.app_context():
         return members.create(
             "boss", email="boss@example.com", password=OPERATOR_PASSWORD, is_operator=True
@@ -101,10 +101,33 @@ def operator(app):
 
 
 @pytest.fixture
-def admin_client(client, operator):
+def operator_totp(app, operator):
+    """The operator with an authenticator app (enrolled long ago); its pyotp.TOTP."""
+    with app.app_context():
+        return enrol_app(get_member(operator))
+
+
+@pytest.fixture
+def admin_client(client, operator_totp):
+    """A client signed in as the operator with password and app code (so fresh for
+    admin changes for the next 10 minutes)."""
     response = client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
-    assert response.location == "/"
+    assert response.location == "/login/verify"
+    response = client.post("/login/verify", data={"code": operator_totp.now()})
+    assert response.location == "/", response.text
     return client
+
+
+def enrol_app(m) -> pyotp.TOTP:
+    """Enrol an authenticator app for ``m`` at an old time step, so every code from now
+    on is fresh; returns its pyotp.TOTP."""
+    earlier = datetime(2020, 1, 1, tzinfo=UTC)
+    nonce = "fixture"  # the id of the session shown the secret
+    secret = totp.begin_enrolment(m, earlier, nonce)
+    totp_obj = pyotp.TOTP(secret)
+    status, _ = twofactor.enable_app(m, totp_obj.at(earlier), earlier, nonce, replace=False)
+    assert status is twofactor.Enrolment.OK
+    return totp_obj
 
 
 def get_member(member_id: int):
@@ -121,10 +144,11 @@ def member_with_totp(app, member):
         m = get_member(member)
         # Enrolled with an old time step, so every code from now on is fresh.
         earlier = datetime(2020, 1, 1, tzinfo=UTC)
-        secret = totp.enrolment_secret(m, earlier)
+        nonce = "fixture"  # the id of the session shown the secret
+        secret = totp.begin_enrolment(m, earlier, nonce)
         totp_obj = pyotp.TOTP(secret)
-        codes = twofactor.enable_app(m, totp_obj.at(earlier), earlier, replace=False)
-        assert codes, "enrolment failed in the fixture"
+        status, codes = twofactor.enable_app(m, totp_obj.at(earlier), earlier, nonce, replace=False)
+        assert status is twofactor.Enrolment.OK and codes, "enrolment failed in the fixture"
         return member, totp_obj, codes
 
 

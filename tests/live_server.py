@@ -239,7 +239,10 @@ def enrol(server, login_id: str) -> list[str]:
     with server.app_context():
         member = members.find(login_id)
         now = datetime.now(UTC)
-        secret = totp.enrolment_secret(member, now)
-        codes = twofactor.enable_app(member, pyotp.TOTP(secret).at(now), now, replace=False)
-        assert codes and len(codes) == 10, "enrolment failed"
+        nonce = "test"  # the id of the session shown the secret
+        secret = totp.begin_enrolment(member, now, nonce)
+        status, codes = twofactor.enable_app(
+            member, pyotp.TOTP(secret).at(now), now, nonce, replace=False
+        )
+        assert status is twofactor.Enrolment.OK and len(codes) == 10, "enrolment failed"
         return codes

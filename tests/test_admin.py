@@ -9,16 +9,15 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pyotp
 import pytest
-from conftest import OPERATOR_PASSWORD, PASSWORD
+from conftest import OPERATOR_PASSWORD, PASSWORD, enrol_app
 from mail_server import body_text
 
 from portal import members, twofactor
 from portal.admin import common as admin_common
 from portal.extensions import db
 from portal.models import AuditEvent, ContactMethod, RecoveryCode, TotpCredential
-from portal.twofactor import recovery, totp
+from portal.twofactor import recovery
 
 HX = {"HX-Request": "true"}
 
@@ -101,7 +100,7 @@ def test_pending_operator_has_no_access(app, client, operator):
     assert client.get("/admin/").location == "/login/verify"
 
 
-def test_operator_without_2fa_reaches_admin(admin_client):
+def test_operator_with_2fa_reaches_admin(admin_client):
     page = admin_client.get("/admin/")
     assert page.status_code == 200 and "管理画面" in page.text
 
@@ -122,10 +121,11 @@ def test_filters(app, admin_client):
         },
     )
     off = login_ids(admin_client.get("/admin/members?tfa=off").text)
-    assert set(off) == {"none1", "none2", "boss"}
+    assert set(off) == {"none1", "none2"}
     on = login_ids(admin_client.get("/admin/members?tfa=on").text)
-    assert set(on) == {"apponly", "mailonly", "smsonly", "both"}
-    assert set(login_ids(admin_client.get("/admin/members?method=app").text)) == {"apponly", "both"}
+    assert set(on) == {"apponly", "mailonly", "smsonly", "both", "boss"}
+    by_app = login_ids(admin_client.get("/admin/members?method=app").text)
+    assert set(by_app) == {"apponly", "both", "boss"}
     assert set(login_ids(admin_client.get("/admin/members?method=email").text)) == {
         "mailonly",
         "both",
@@ -215,7 +215,7 @@ def test_csv_export(app, admin_client):
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     assert rows[0][0] == "ログインID"
     by_id = {r[0]: r for r in rows[1:]}
-    assert set(by_id) == {"boss", "erin", "evil", "plus", "jpn"}
+    assert set(by_id) == {"erin", "evil", "plus", "jpn"}
     assert by_id["evil"][1] == "'=HYPERLINK(1)"
     assert by_id["plus"][1] == "'+1+1"
     assert by_id["jpn"][1] == "日本語の名前"
@@ -243,17 +243,13 @@ def test_member_detail(app, admin_client):
 def test_reset_removes_everything_and_tells_the_member(app, client, admin_client, smtp_server):
     with app.app_context():
         m = members.create("gina", email="gina@example.com", password=PASSWORD)
-        secret = totp.enrolment_secret(m, datetime.now(UTC))
-        twofactor.enable_app(m, pyotp.TOTP(secret).now(), datetime.now(UTC), replace=False)
+        gina_totp = enrol_app(m)
         db.session.add(ContactMethod(member_id=m.id, kind="sms", created_at=datetime.now(UTC)))
         db.session.commit()
         gina_id = m.id
     gina = app.test_client()
     gina.post("/login", data={"login_id": "gina", "password": PASSWORD})
-    gina.post(
-        "/login/verify",
-        data={"code": pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30))},
-    )
+    gina.post("/login/verify", data={"code": gina_totp.now()})
     assert gina.get("/").status_code == 200
     dialog = admin_client.get("/admin/members/gina/reset", headers=HX).text
     assert "gina" in dialog and "はい、無効化して問題ありません。" in dialog
@@ -286,39 +282,88 @@ def test_operator_cannot_reset_themselves(app, admin_client):
         assert twofactor.has_two_factor(members.find("boss"))
 
 
-def test_stale_operator_without_2fa_must_give_the_password_again(app, admin_client):
+def test_operator_without_2fa_is_sent_to_set_one_up(app, client, operator, member):
+    """ASVS 4.3.1: the admin area needs multi-factor; the password alone reaches no
+    admin page, export or reset."""
     seed(app, {"ian": ("email",)})
-    with admin_client.session_transaction() as s:
-        s["auth_at"] -= 11 * 60
-    asked = admin_client.post("/admin/members/ian/reset", data={"confirm": "y"})
-    assert "本人確認" in asked.text and 'name="password"' in asked.text
+    client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
+    for method, url in admin_urls(app):
+        response = client.open(url, method=method, data={"confirm": "y"})
+        assert response.status_code == 302, (method, url)
+        assert response.location == "/settings/2fa", (method, url)
+    page = client.get("/settings/2fa")
+    assert "管理画面を使うには、先に2段階認証を設定してください。" in page.text
+    hx = client.get("/admin/members.csv", headers=HX)
+    assert hx.headers["HX-Redirect"] == "/settings/2fa" and "ian" not in hx.text
     with app.app_context():
         assert twofactor.has_two_factor(members.find("ian"))
-    ok = admin_client.post(
+        assert not db.session.scalar(
+            db.select(AuditEvent).where(AuditEvent.event == "admin.reset_2fa")
+        )
+
+
+def test_operator_whose_2fa_was_reset_loses_the_admin_area(app, admin_client, runner):
+    assert admin_client.get("/admin/").status_code == 200
+    assert runner.invoke(args=["members", "reset-2fa", "boss"]).exit_code == 0
+    fresh = app.test_client()
+    fresh.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
+    assert fresh.get("/admin/").location == "/settings/2fa"
+
+
+def test_stale_operator_must_give_a_second_step_not_the_password(app, admin_client):
+    seed(app, {"ian": ("email",)})
+    with admin_client.session_transaction() as s:
+        s["tfa_at"] -= 11 * 60
+    asked = admin_client.post("/admin/members/ian/reset", data={"confirm": "y"})
+    assert "本人確認" in asked.text and 'name="code"' in asked.text
+    assert 'name="password"' not in asked.text
+    refused = admin_client.post(
         "/settings/reauth?next=/admin/members/ian/reset", data={"password": OPERATOR_PASSWORD}
     )
-    assert ok.location == "/admin/members/ian/reset"
+    assert refused.status_code == 200 and "認証コードが正しくありません。" in refused.text
     done = admin_client.post("/admin/members/ian/reset", data={"confirm": "y"})
-    assert "無効化しました" in done.text
-
-
-def test_stale_operator_with_2fa_must_reauthenticate(app, client, operator):
-    seed(app, {"hal": ("email",)})
+    assert "本人確認" in done.text
     with app.app_context():
-        boss = members.find("boss")
-        secret = totp.enrolment_secret(boss, datetime.now(UTC))
-        twofactor.enable_app(boss, pyotp.TOTP(secret).now(), datetime.now(UTC), replace=False)
-    client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
-    client.post(
-        "/login/verify",
-        data={"code": pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30))},
-    )
-    with client.session_transaction() as s:
+        assert twofactor.has_two_factor(members.find("ian"))
+
+
+def test_stale_operator_with_2fa_must_reauthenticate(app, admin_client, operator_totp):
+    seed(app, {"hal": ("email",)})
+    with admin_client.session_transaction() as s:
         s["tfa_at"] -= 11 * 60
-    response = client.post("/admin/members/hal/reset", data={"confirm": "y"})
+    response = admin_client.post("/admin/members/hal/reset", data={"confirm": "y"})
     assert "本人確認" in response.text
     with app.app_context():
         assert twofactor.has_two_factor(members.find("hal"))
+    next_code = operator_totp.at(datetime.now(UTC) + timedelta(seconds=30))
+    ok = admin_client.post(
+        "/settings/reauth?next=/admin/members/hal/reset", data={"code": next_code}
+    )
+    assert ok.location == "/admin/members/hal/reset"
+    done = admin_client.post("/admin/members/hal/reset", data={"confirm": "y"})
+    assert "無効化しました" in done.text
+
+
+@pytest.mark.wired
+def test_resetting_an_operator_tells_every_other_operator(app, admin_client, smtp_server):
+    with app.app_context():
+        for login_id in ("op2", "op3"):
+            members.create(
+                login_id, email=f"{login_id}@example.com", password=PASSWORD, is_operator=True
+            )
+        members.create("plain", email="plain@example.com", password=PASSWORD)
+    give(app, "op2", "app")
+    done = admin_client.post("/admin/members/op2/reset", data={"confirm": "y"})
+    assert "無効化しました" in done.text
+    mails = smtp_server.wait_for(2)
+    by_recipient = {mail["To"]: mail for mail in mails}
+    assert set(by_recipient) == {"op2@example.com", "op3@example.com"}
+    alert = body_text(by_recipient["op3@example.com"])
+    assert "op2" in alert and "boss" in alert and "監査ログ" in alert
+    # A plain member's reset tells no operator.
+    give(app, "plain", "app")
+    admin_client.post("/admin/members/plain/reset", data={"confirm": "y"})
+    assert [m["To"] for m in smtp_server.wait_for(3)][2:] == ["plain@example.com"]
 
 
 # --- audit ----------------------------------------------------------------------------
@@ -403,15 +448,16 @@ def test_overview_counts_and_chart(app, admin_client):
     seed(app, {"app1": ("app",), "app2": ("app", "email"), "sms1": ("sms",), "non1": ()})
     html = admin_client.get("/admin/").text
     assert re.search(r'id="stat-total">5<', html)
-    assert re.search(r'id="stat-on">3<', html)
-    assert re.search(r'id="stat-app"><a [^>]*>2<', html)
+    assert re.search(r'id="stat-on">4<', html)  # with the operator
+    assert re.search(r'id="stat-app"><a [^>]*>3<', html)
     assert re.search(r'id="stat-email"><a [^>]*>1<', html)
     assert re.search(r'id="stat-sms"><a [^>]*>1<', html)
     chart = html[
         html.index('<svg class="chart"') : html.index("</svg>", html.index('<svg class="chart"'))
     ]
     assert "<polyline" in chart and "<script" not in chart
-    assert re.search(r'id="signins-none">1<', html)  # the operator's own sign-in
+    assert re.search(r'id="signins-app">1<', html)  # the operator's own sign-in
+    assert re.search(r'id="signins-none">0<', html)
 
 
 # --- CLI ------------------------------------------------------------------------------

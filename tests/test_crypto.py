@@ -88,10 +88,12 @@ def test_rotate_command_reencrypts_all_secrets(tmp_path, monkeypatch):
     with app.app_context():
         db.create_all()
         m = members.create("alice", email="a@example.com", password="p" * 12)
-        secret = totp.enrolment_secret(m, NOW)
+        nonce = "cli"  # the id of the session shown the secret
+        secret = totp.begin_enrolment(m, NOW, nonce)
         import pyotp
 
-        assert twofactor.enable_app(m, pyotp.TOTP(secret).at(NOW), NOW, replace=False)
+        status, _ = twofactor.enable_app(m, pyotp.TOTP(secret).at(NOW), NOW, nonce, replace=False)
+        assert status is twofactor.Enrolment.OK
     app2 = create_app(base | {"PORTAL_ENCRYPTION_KEYS": [new_key, old_key]})
     result = app2.test_cli_runner().invoke(args=["keys", "rotate"])
     assert result.exit_code == 0 and "1" in result.output

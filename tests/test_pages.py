@@ -7,14 +7,12 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
-import pyotp
 import pytest
-from conftest import OPERATOR_PASSWORD, PASSWORD
+from conftest import PASSWORD
 
-from portal import members, pages, twofactor
+from portal import members, pages
 from portal.extensions import db
 from portal.models import AuditEvent, MemberPage
-from portal.twofactor import totp
 
 HX = {"HX-Request": "true"}
 SETTINGS_LINK = '<a href="%url/rel:tfa:setting%">2段階認証設定</a>'
@@ -252,16 +250,11 @@ def test_visitors_are_sent_to_sign_in_for_admin_urls(app, client):
     assert page_count(app) == 1
 
 
-def test_stale_operator_with_2fa_must_reauthenticate_before_saving(app, client, operator):
+def test_stale_operator_with_2fa_must_reauthenticate_before_saving(
+    app, admin_client, operator_totp
+):
+    client, totp_obj = admin_client, operator_totp
     page_id = make_page(app)
-    with app.app_context():
-        boss = members.find("boss")
-        # Enrolled with an old time step, so the current code is fresh for sign-in.
-        earlier = datetime(2020, 1, 1, tzinfo=UTC)
-        totp_obj = pyotp.TOTP(totp.enrolment_secret(boss, earlier))
-        assert twofactor.enable_app(boss, totp_obj.at(earlier), earlier, replace=False)
-    client.post("/login", data={"login_id": "boss", "password": OPERATOR_PASSWORD})
-    assert client.post("/login/verify", data={"code": totp_obj.now()}).status_code == 302
     assert client.get("/admin/pages/new").status_code == 200  # fresh: the editor
     with client.session_transaction() as s:
         s["tfa_at"] -= 11 * 60

@@ -14,7 +14,7 @@ from conftest import NOW, get_member
 from portal import twofactor
 from portal.extensions import db
 from portal.models import TotpCredential, TotpEnrolment
-from portal.twofactor import codes, totp
+from portal.twofactor import Enrolment, codes, totp
 
 RFC_SEED = "12345678901234567890"
 RFC_SECRET = base64.b32encode(RFC_SEED.encode()).decode()
@@ -86,27 +86,36 @@ def test_qr_is_inline_svg_without_script():
     assert svg.startswith("<svg") and "<script" not in svg and "<title>QR</title>" in svg
 
 
-def enrol(member_id, now=NOW):
+SESSION = "session-of-the-owner"
+THIEF = "session-of-a-thief"
+
+
+def enrol(member_id, now=NOW, session=SESSION):
+    """A pending set-up shown to ``session``: (member, secret)."""
     m = get_member(member_id)
-    secret = totp.enrolment_secret(m, now)
-    return m, secret
+    return m, totp.begin_enrolment(m, now, session)
 
 
-def test_enrolment_secret_is_stored_encrypted_and_reused(ctx, member):
+def test_enrolment_secret_is_stored_encrypted_and_reused_by_its_session(ctx, member):
     m, secret = enrol(member)
     row = db.session.scalar(db.select(TotpEnrolment))
     assert secret.encode() not in row.secret_encrypted
-    assert totp.enrolment_secret(m, NOW + timedelta(minutes=5)) == secret
+    assert SESSION not in row.session_hash  # only a keyed hash of the session id
+    assert totp.begin_enrolment(m, NOW + timedelta(minutes=5), SESSION) == secret
     # An old pending secret is replaced rather than revived.
-    assert totp.enrolment_secret(m, NOW + timedelta(hours=2)) != secret
+    assert totp.begin_enrolment(m, NOW + timedelta(hours=2), SESSION) != secret
 
 
 def test_enrolment_confirmed_by_one_valid_code(ctx, member):
     m, secret = enrol(member)
-    assert twofactor.enable_app(m, "000000", NOW, replace=False) is None
+    assert twofactor.enable_app(m, "000000", NOW, SESSION, replace=False) == (
+        Enrolment.WRONG_CODE,
+        [],
+    )
     assert not twofactor.has_two_factor(m)
-    new_codes = twofactor.enable_app(m, totp.code_at(secret, totp.step_of(NOW)), NOW, replace=False)
-    assert len(new_codes) == 10
+    code = totp.code_at(secret, totp.step_of(NOW))
+    status, new_codes = twofactor.enable_app(m, code, NOW, SESSION, replace=False)
+    assert status is Enrolment.OK and len(new_codes) == 10
     assert twofactor.has_two_factor(m)
     assert db.session.scalar(db.select(TotpEnrolment)) is None
     cred = db.session.scalar(db.select(TotpCredential))
@@ -116,10 +125,29 @@ def test_enrolment_confirmed_by_one_valid_code(ctx, member):
 def test_expired_enrolment_is_refused(ctx, member):
     m, secret = enrol(member)
     later = NOW + timedelta(hours=1)
-    assert (
-        twofactor.enable_app(m, totp.code_at(secret, totp.step_of(later)), later, replace=False)
-        is None
-    )
+    code = totp.code_at(secret, totp.step_of(later))
+    assert twofactor.enable_app(m, code, later, SESSION, replace=False)[0] is Enrolment.GONE
+    assert not twofactor.has_two_factor(m)
+
+
+def test_another_session_cannot_confirm_or_see_the_pending_secret(ctx, member):
+    """The attack: a thief with the password opens the set-up and sees secret A; the
+    owner, in another browser, must not be shown A (or the thief could sign in with it
+    after the owner enrols), and the thief must not be able to confirm the owner's."""
+    m, thief_secret = enrol(member, session=THIEF)
+    owner_secret = totp.begin_enrolment(m, NOW + timedelta(minutes=1), SESSION)
+    assert owner_secret != thief_secret
+    # The thief's secret is void: even a right code for it is refused.
+    code = totp.code_at(thief_secret, totp.step_of(NOW))
+    assert twofactor.enable_app(m, code, NOW, THIEF, replace=False)[0] is Enrolment.GONE
+    # The thief cannot confirm the owner's secret from his session either.
+    code = totp.code_at(owner_secret, totp.step_of(NOW))
+    for other in (THIEF, "", "x" * 32):
+        assert twofactor.enable_app(m, code, NOW, other, replace=False)[0] is Enrolment.GONE
+    assert not twofactor.has_two_factor(m)
+    assert twofactor.enable_app(m, code, NOW, SESSION, replace=False)[0] is Enrolment.OK
+    # The thief reopening the set-up now gets neither secret.
+    assert totp.begin_enrolment(m, NOW, THIEF) not in (thief_secret, owner_secret)
 
 
 def test_code_accepted_once(ctx, member_with_totp):
@@ -157,22 +185,37 @@ def test_two_racing_requests_with_one_code(app, member_with_totp):
 def test_replace_swaps_secret_only_when_new_code_proven(ctx, member_with_totp):
     member_id, old, _ = member_with_totp
     m = get_member(member_id)
-    new_secret = totp.enrolment_secret(m, NOW)
+    new_secret = totp.begin_enrolment(m, NOW, SESSION)
     assert new_secret != old.secret
-    assert twofactor.enable_app(m, "123456", NOW, replace=True) is None
+    assert twofactor.enable_app(m, "123456", NOW, SESSION, replace=True)[0] is Enrolment.WRONG_CODE
     # Old phone still works while the new one is unproven.
     assert twofactor.verify_code(m, old.at(NOW - timedelta(seconds=30)), NOW).ok
-    assert twofactor.enable_app(m, pyotp.TOTP(new_secret).at(NOW), NOW, replace=True) == []
+    new_code = pyotp.TOTP(new_secret).at(NOW)
+    assert twofactor.enable_app(m, new_code, NOW, SESSION, replace=True) == (Enrolment.OK, [])
     later = NOW + timedelta(seconds=30)
     assert not twofactor.verify_code(m, old.at(later), later).ok
     assert twofactor.verify_code(m, pyotp.TOTP(new_secret).at(later), later).ok
 
 
+def test_replacement_secret_is_bound_to_its_session_too(ctx, member_with_totp):
+    member_id, old, _ = member_with_totp
+    m = get_member(member_id)
+    seen_by_thief = totp.begin_enrolment(m, NOW, THIEF)
+    owners = totp.begin_enrolment(m, NOW, SESSION)
+    assert owners != seen_by_thief
+    code = pyotp.TOTP(seen_by_thief).at(NOW)
+    assert twofactor.enable_app(m, code, NOW, THIEF, replace=True)[0] is Enrolment.GONE
+    code = pyotp.TOTP(owners).at(NOW)
+    assert twofactor.enable_app(m, code, NOW, THIEF, replace=True)[0] is Enrolment.GONE
+    assert twofactor.enable_app(m, code, NOW, SESSION, replace=True)[0] is Enrolment.OK
+
+
 def test_setup_refused_when_already_set_up(ctx, member_with_totp):
     member_id, _, _ = member_with_totp
     m = get_member(member_id)
-    secret = totp.enrolment_secret(m, NOW)
-    assert twofactor.enable_app(m, pyotp.TOTP(secret).at(NOW), NOW, replace=False) is None
+    secret = totp.begin_enrolment(m, NOW, SESSION)
+    code = pyotp.TOTP(secret).at(NOW)
+    assert twofactor.enable_app(m, code, NOW, SESSION, replace=False)[0] is Enrolment.GONE
 
 
 def test_disabling_last_method_voids_recovery_codes(ctx, member_with_totp):

@@ -12,7 +12,7 @@ from flask_babel import format_datetime
 from flask_babel import gettext as _
 
 from .. import audit, members
-from ..htmx import render
+from ..web.htmx import render
 from . import bp
 from .common import PAGE_SIZE, csv_response, id_arg
 from .queries import AuditFilter, audit_page, iter_audit

@@ -5,24 +5,24 @@ from __future__ import annotations
 import unicodedata
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Regexp, ValidationError
 
 from .. import pages
+from ..web.forms import PortalForm
 
 
 def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
-def _no_control_characters(form: FlaskForm, field: StringField) -> None:
+def _no_control_characters(form: PortalForm, field: StringField) -> None:
     """NUL and other control characters have no place in a title (PostgreSQL refuses NUL)."""
     if any(unicodedata.category(ch) == "Cc" for ch in field.data or ""):
         raise ValidationError(_l("タイトルに使用できない文字が含まれています。"))
 
 
-class PageForm(FlaskForm):
+class PageForm(PortalForm):
     title = StringField(
         _l("タイトル"),
         filters=[_strip],
@@ -68,5 +68,5 @@ class PageForm(FlaskForm):
     )
 
 
-class DeletePageForm(FlaskForm):
+class DeletePageForm(PortalForm):
     """The confirmation dialog is the confirmation: the form carries only the CSRF token."""

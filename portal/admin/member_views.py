@@ -11,12 +11,12 @@ from flask_login import current_user
 
 from .. import audit, members, notices, sessions, twofactor
 from ..extensions import db
-from ..htmx import render
 from ..models import AuditEvent, ContactMethod, Member
-from ..settings.common import dialog, done
-from ..settings.forms import ConfirmForm
 from ..texts import METHOD_SHORT
 from ..twofactor import recovery
+from ..web.dialogs import dialog, done
+from ..web.forms import ConfirmForm
+from ..web.htmx import render
 from . import bp
 from .common import PAGE_SIZE, ask_for_second_step, csv_response, id_arg, stale_operator
 from .queries import MemberFilter, describe, iter_members, member_page
@@ -125,6 +125,14 @@ def member_reset(login_id: str) -> ResponseReturnValue:
             twofactor.reset_all(m, commit=False)
             audit.record_request("admin.reset_2fa", subject=m, methods=methods)  # commits both
             notices.send(m, "reset", now=sessions.now(), **notices.request_details())
+            if m.is_operator:
+                notices.tell_operators_of_reset(
+                    m,
+                    actor=current_user,
+                    actor_label=current_user.login_id,
+                    now=sessions.now(),
+                    **notices.request_details(),
+                )
             return done(
                 _("2段階認証の無効化"),
                 _(

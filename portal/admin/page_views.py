@@ -10,9 +10,9 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import audit, pages
-from ..htmx import redirect_to
 from ..models import MemberPage
-from ..settings.common import dialog
+from ..web.dialogs import dialog
+from ..web.htmx import redirect_to
 from . import bp
 from .common import ask_for_second_step, stale_operator
 from .forms import DeletePageForm, PageForm

@@ -1,19 +1,13 @@
 """Forms check shape only; the domain checks truth and counts tries."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-CODE_ATTRS = {
-    "autocomplete": "one-time-code",
-    "inputmode": "numeric",
-    "autocapitalize": "off",
-    "spellcheck": "false",
-}
+from ..web.forms import CODE_ATTRS, PortalForm
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PortalForm):
     login_id = StringField(
         _l("ログインID"),
         validators=[DataRequired(_l("ログインIDを入力してください。")), Length(max=256)],
@@ -26,7 +20,7 @@ class LoginForm(FlaskForm):
     )
 
 
-class CodeForm(FlaskForm):
+class CodeForm(PortalForm):
     code = StringField(
         _l("認証コード"),
         validators=[Length(max=64)],
@@ -34,17 +28,9 @@ class CodeForm(FlaskForm):
     )
 
 
-class RecoveryForm(FlaskForm):
+class RecoveryForm(PortalForm):
     recovery_code = StringField(
         _l("リカバリーコード"),
         validators=[Length(max=64)],
         render_kw={"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false"},
     )
-
-
-class ActionForm(FlaskForm):
-    """A POST with nothing but the CSRF token (resend)."""
-
-
-class MethodForm(FlaskForm):
-    method = StringField(validators=[Length(max=8)])

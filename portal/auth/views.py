@@ -13,7 +13,6 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 
 from .. import audit, members, notices, notify, sessions, throttle, twofactor
-from ..htmx import redirect_to, render
 from ..models import Member
 from ..texts import (
     METHOD_SHORT,
@@ -25,8 +24,10 @@ from ..texts import (
     sent_message,
 )
 from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, lockout, otp_codes, recovery
-from . import bp
-from .forms import ActionForm, CodeForm, LoginForm, MethodForm, RecoveryForm
+from ..web.forms import ActionForm, MethodForm
+from ..web.htmx import redirect_to, render
+from . import bp, device_cookie
+from .forms import CodeForm, LoginForm, RecoveryForm
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -35,14 +36,8 @@ def login() -> ResponseReturnValue:
         return redirect(url_for("main.index"))
     next_url = sessions.safe_next(request.args.get("next"))
     form = LoginForm()
-    error, status = None, 200
+    error, wait = None, None
     if form.validate_on_submit():
-        by_address = throttle.allow(
-            "login-address", "PORTAL_LOGIN_LIMIT_PER_ADDRESS", throttle.client_address()
-        )
-        by_account = throttle.allow(
-            "login-account", "PORTAL_LOGIN_LIMIT_PER_ACCOUNT", members.login_key(form.login_id.data)
-        )
         # The typed ID is recorded only as the member it names: people type their
         # password into the ID box, and that must never reach the audit log.
         named = (
@@ -50,10 +45,16 @@ def login() -> ResponseReturnValue:
             if members.LOGIN_ID_RE.fullmatch(form.login_id.data.strip())
             else None
         )
-        if not (by_address and by_account):
-            error, status = TOO_MANY, 429
-            audit.record_request("signin.throttled", subject=named)
+        key = members.login_key(form.login_id.data)
+        device = device_cookie.device_id(named.id if named else None)
+        refused = _password_throttle(key, device)
+        if refused is not None:
+            wait, bucket = refused
+            error = TOO_MANY
+            if throttle.first_refusal(*bucket):
+                audit.record_request("signin.throttled", subject=named, bucket=bucket[0])
         elif (member := members.authenticate(form.login_id.data, form.password.data)) is None:
+            _count_password_failure(key, device)
             # One message for an unknown ID and a wrong password: no hint which it was.
             error = _("ログインIDまたはパスワードが正しくありません。")
             audit.record_request(
@@ -68,10 +69,45 @@ def login() -> ResponseReturnValue:
         else:
             sessions.complete_sign_in(member, second_step=False)
             _audit_sign_in(member, None)
-            return redirect_to(next_url or url_for("main.index"))
-    return render(
-        "auth/login.html", "auth/_login_form.html", status, form=form, error=error, next=next_url
+            return device_cookie.remember(redirect_to(next_url or url_for("main.index")), member.id)
+    response = render(
+        "auth/login.html", "auth/_login_form.html", form=form, error=error, next=next_url
     )
+    return throttle.too_many(response, wait) if wait else response
+
+
+def _password_throttle(key: str, device: str | None) -> tuple[int, tuple[str, ...]] | None:
+    """Whether a password check may run now; else the wait and the bucket that is full.
+
+    Account buckets count failures only and are looked at, not counted, here: a request
+    refused by a limit never fills them. A browser that signed in to the account before
+    is counted on its own device bucket instead, so strangers cannot keep it out.
+    """
+    address = throttle.client_address()
+    if device is not None:
+        account_buckets = [("PORTAL_LIMIT_LOGIN_DEVICE", ("login-device", key, device))]
+    else:
+        account_buckets = [
+            ("PORTAL_LIMIT_LOGIN_ACCOUNT_ADDRESS", ("login-account-address", key, address)),
+            ("PORTAL_LIMIT_LOGIN_ACCOUNT", ("login-account", key)),
+        ]
+    for rules, bucket in account_buckets:
+        if (wait := throttle.full(rules, *bucket)) is not None:
+            return wait, bucket
+    # Every password check from one address counts (it costs an argon2 hash).
+    bucket = ("login-address", address)
+    if (wait := throttle.hit("PORTAL_LIMIT_LOGIN_ADDRESS", *bucket)) is not None:
+        return wait, bucket
+    return None
+
+
+def _count_password_failure(key: str, device: str | None) -> None:
+    if device is not None:
+        throttle.record("PORTAL_LIMIT_LOGIN_DEVICE", "login-device", key, device)
+    else:
+        address = throttle.client_address()
+        throttle.record("PORTAL_LIMIT_LOGIN_ACCOUNT_ADDRESS", "login-account-address", key, address)
+        throttle.record("PORTAL_LIMIT_LOGIN_ACCOUNT", "login-account", key)
 
 
 def _send_code(member: Member, method: str) -> None:
@@ -100,7 +136,7 @@ def _audit_sign_in(member: Member, method: str | None) -> None:
 def _finish(state: sessions.Pending, method: str):
     sessions.complete_sign_in(state.member, second_step=True)
     _audit_sign_in(state.member, method)
-    return redirect_to(state.next or url_for("main.index"))
+    return device_cookie.remember(redirect_to(state.next or url_for("main.index")), state.member.id)
 
 
 def _verify_context(state: sessions.Pending) -> dict:
@@ -122,6 +158,7 @@ def _second_step(
     field: str,
     check: Callable[[sessions.Pending, str | None, datetime], twofactor.Result],
     templates: tuple[str, str],
+    limit: tuple[str, str],
     wrong: str | None = None,
     on_success: Callable[[Member], None] | None = None,
     recovery_step: bool = False,
@@ -132,8 +169,10 @@ def _second_step(
     if restart:
         return restart
     now = sessions.now()
-    error, status = None, 200
-    if form.validate_on_submit():
+    error, status, wait = None, 200, None
+    if form.is_submitted() and (wait := throttle.per_address(*limit, subject=state.member)):
+        error, status = TOO_MANY, 429
+    elif form.validate_on_submit():
         method = "recovery" if recovery_step else state.method
         result = check(state, getattr(form, field).data, now)
         if result.ok:
@@ -152,7 +191,8 @@ def _second_step(
     elif (until := lockout.locked_until(state.member, now)) is not None:
         error = lock_message(until)
     getattr(form, field).data = ""
-    return render(*templates, status, form=form, error=error, **_verify_context(state))
+    response = render(*templates, status, form=form, error=error, **_verify_context(state))
+    return throttle.too_many(response, wait) if wait else response
 
 
 @bp.route("/login/verify", methods=["GET", "POST"])
@@ -162,6 +202,7 @@ def verify() -> ResponseReturnValue:
         "code",
         lambda state, code, now: twofactor.verify_code(state.member, code, now, state.method),
         ("auth/verify.html", "auth/_verify_form.html"),
+        ("PORTAL_LIMIT_VERIFY", "verify"),
     )
 
 
@@ -172,21 +213,28 @@ def resend() -> ResponseReturnValue:
     if restart:
         return restart
     form = ActionForm()
-    notice = send_error = None
-    if form.validate_on_submit() and state.method in CONTACT_METHODS:
+    notice = send_error = wait = None
+    if form.is_submitted() and (wait := throttle.per_address("PORTAL_LIMIT_RESEND", "resend")):
+        send_error = str(TOO_MANY)
+    elif form.validate_on_submit() and state.method in CONTACT_METHODS:
         try:
             sent_to = twofactor.send_signin_code(state.member, state.method, sessions.now())
             notice = sent_message(state.method, notify.mask_destination(state.method, sent_to))
         except SendRefused as refused:
             send_error = refusal_message(refused, state.method)
-    return render(
+    return _code_page(state, wait, notice=notice, send_error=send_error)
+
+
+def _code_page(state: sessions.Pending, wait: int | None, **messages: str | None):
+    """The code page after a resend or a refused switch, with 429 when over a limit."""
+    response = render(
         "auth/verify.html",
         "auth/_verify_form.html",
         form=CodeForm(formdata=None),
-        notice=notice,
-        send_error=send_error,
+        **messages,
         **_verify_context(state),
     )
+    return throttle.too_many(response, wait) if wait else response
 
 
 @bp.route("/login/method", methods=["POST"])
@@ -196,6 +244,8 @@ def choose_method() -> ResponseReturnValue:
     if restart:
         return restart
     form = MethodForm()
+    if form.is_submitted() and (wait := throttle.per_address("PORTAL_LIMIT_RESEND", "resend")):
+        return _code_page(state, wait, send_error=str(TOO_MANY))
     if form.validate_on_submit() and form.method.data in twofactor.enabled_methods(state.member):
         sessions.set_pending_method(form.method.data)
         if form.method.data in CONTACT_METHODS:
@@ -224,6 +274,7 @@ def recovery_login() -> ResponseReturnValue:
         "recovery_code",
         lambda state, code, now: twofactor.verify_recovery_code(state.member, code, now),
         ("auth/recovery.html", "auth/_recovery_form.html"),
+        ("PORTAL_LIMIT_RECOVERY", "recovery"),
         wrong=_("リカバリーコードが正しくないか、既に使用されています。"),
         on_success=_report_recovery_codes_left,
         recovery_step=True,

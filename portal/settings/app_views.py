@@ -7,19 +7,12 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from .. import audit, notices, sessions, twofactor
-from ..htmx import no_store
 from ..texts import WRONG_CODE
-from ..twofactor import totp
+from ..twofactor import Enrolment, totp
+from ..web.dialogs import dialog, done, member, reauth_dialog
+from ..web.htmx import no_store
 from . import bp
-from .common import (
-    dialog,
-    done,
-    member,
-    method_state_mismatch,
-    reauth_dialog,
-    recovery_codes_dialog,
-    stale,
-)
+from .common import method_state_mismatch, recovery_codes_dialog, stale
 from .forms import CodeForm
 from .views import announce_enabled
 
@@ -36,8 +29,10 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
     form = CodeForm()
     error = None
     if form.validate_on_submit():
-        new_codes = twofactor.enable_app(m, form.code.data, now, replace=replace)
-        if new_codes is not None:
+        status, new_codes = twofactor.enable_app(
+            m, form.code.data, now, sessions.session_id(), replace=replace
+        )
+        if status is Enrolment.OK:
             if replace:
                 sessions.mark_reauthenticated(second_step=True)
                 sessions.end_other_sessions(m)
@@ -55,9 +50,15 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
             return done(_("設定が完了しました。"), _("認証アプリによる認証の設定が完了しました。"))
         if (mismatch := method_state_mismatch(m, "app", needs_method=replace)) is not None:
             return mismatch  # a parallel request (double submit) finished the set-up
-        error = str(WRONG_CODE)
+        if status is Enrolment.GONE:
+            error = _(
+                "このQRコードは使えなくなりました（有効期限が切れたか、別の画面で設定が"
+                "開始されました）。新しいQRコードを読み取って、もう一度入力してください。"
+            )
+        else:
+            error = str(WRONG_CODE)
         form.code.data = ""
-    secret = totp.enrolment_secret(m, now)
+    secret = totp.begin_enrolment(m, now, sessions.session_id())
     issuer = current_app.config["PORTAL_ISSUER"]
     uri = totp.provisioning_uri(secret, m.login_id, issuer)
     return no_store(

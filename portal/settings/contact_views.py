@@ -10,18 +10,11 @@ from flask_babel import gettext as _
 from .. import sessions, twofactor
 from ..texts import METHOD_NAMES, code_status_message, refusal_message, sent_message
 from ..twofactor import SendRefused, Status, otp_codes
+from ..web.dialogs import dialog, done, member, reauth_dialog
+from ..web.forms import ActionForm
 from . import bp
-from .common import (
-    dialog,
-    done,
-    mask,
-    member,
-    method_state_mismatch,
-    reauth_dialog,
-    recovery_codes_dialog,
-    stale,
-)
-from .forms import ActionForm, CodeForm
+from .common import mask, method_state_mismatch, recovery_codes_dialog, stale
+from .forms import CodeForm
 from .views import announce_enabled
 
 KINDS = "<any(email, sms):kind>"

@@ -1,46 +1,15 @@
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, PasswordField, StringField
+from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import Length
 
-from ..auth.forms import CODE_ATTRS
+from ..web.forms import CODE_ATTRS, PortalForm
 
 
-class CodeForm(FlaskForm):
+class CodeForm(PortalForm):
     code = StringField(_l("認証コード"), validators=[Length(max=64)], render_kw=CODE_ATTRS)
 
 
-class ReauthCodeForm(FlaskForm):
-    # Which email/SMS method's code is being entered (empty: the app or a recovery code).
-    method = HiddenField(validators=[Length(max=8)])
-    code = StringField(
-        _l("認証コードまたはリカバリーコード"),
-        validators=[Length(max=64)],
-        render_kw={"autocomplete": "one-time-code", "autocapitalize": "off", "spellcheck": "false"},
-    )
-
-
-class ReauthPasswordForm(FlaskForm):
-    password = PasswordField(
-        _l("パスワード"),
-        validators=[Length(max=4096)],
-        render_kw={"autocomplete": "current-password"},
-    )
-
-
-class ConfirmForm(FlaskForm):
-    confirm = BooleanField(_l("はい、無効化して問題ありません。"))
-
-
-class ActionForm(FlaskForm):
-    """A POST with nothing but the CSRF token."""
-
-
-class MethodForm(FlaskForm):
-    method = StringField(validators=[Length(max=8)])
-
-
-class ProfileForm(FlaskForm):
+class ProfileForm(PortalForm):
     name = StringField(_l("氏名"), validators=[Length(max=200)], render_kw={"autocomplete": "name"})
     email = StringField(
         _l("メールアドレス"),
@@ -59,12 +28,12 @@ class ProfileForm(FlaskForm):
     )
 
 
-class ContactConfirmForm(FlaskForm):
+class ContactConfirmForm(PortalForm):
     kind = HiddenField(validators=[Length(max=8)])
     code = StringField(_l("確認コード"), validators=[Length(max=64)], render_kw=CODE_ATTRS)
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(PortalForm):
     current_password = PasswordField(
         _l("現在のパスワード"),
         validators=[Length(max=4096)],

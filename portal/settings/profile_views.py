@@ -17,8 +17,9 @@ from .. import audit, members, messages, notices, sessions, throttle, twofactor
 from ..extensions import db
 from ..texts import TOO_MANY, code_status_message, refusal_message
 from ..twofactor import SendRefused, Status, otp_codes
+from ..web.dialogs import member
 from . import bp
-from .common import mask, member
+from .common import mask
 from .forms import ContactConfirmForm, PasswordChangeForm, ProfileForm
 
 FIELD_OF = {"email": "email", "sms": "phone"}
@@ -114,7 +115,7 @@ def profile() -> ResponseReturnValue:
     changed = [k for k in ("email", "sms") if k not in errors and new[k] != getattr(m, FIELD_OF[k])]
     if changed and not errors:
         password = form.current_password.data or ""
-        if not throttle.allow("reauth", "PORTAL_REAUTH_LIMIT", str(m.id)):
+        if throttle.hit("PORTAL_LIMIT_REAUTH_PASSWORD", "reauth-password", str(m.id)):
             errors["current_password"] = str(TOO_MANY)
         elif not members.check_password(m, password):
             errors["current_password"] = _("現在のパスワードが正しくありません。")
@@ -182,7 +183,7 @@ def password() -> ResponseReturnValue:
     if form.validate_on_submit():
         methods = twofactor.enabled_methods(m)
         new = form.new_password.data or ""
-        if not throttle.allow("reauth", "PORTAL_REAUTH_LIMIT", str(m.id)):
+        if throttle.hit("PORTAL_LIMIT_REAUTH_PASSWORD", "reauth-password", str(m.id)):
             errors["current_password"] = str(TOO_MANY)
         elif not members.check_password(m, form.current_password.data or ""):
             errors["current_password"] = _("現在のパスワードが正しくありません。")

@@ -13,7 +13,6 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from .. import audit, members, notices, sessions, throttle, twofactor
-from ..htmx import redirect_to, render
 from ..texts import (
     METHOD_NAMES,
     TOO_MANY,
@@ -23,24 +22,11 @@ from ..texts import (
     sent_message,
 )
 from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, recovery
+from ..web.dialogs import dialog, done, member, reauth_dialog
+from ..web.forms import ActionForm, ConfirmForm, MethodForm, ReauthCodeForm, ReauthPasswordForm
+from ..web.htmx import redirect_to, render
 from . import bp
-from .common import (
-    dialog,
-    done,
-    mask,
-    member,
-    method_state_mismatch,
-    reauth_dialog,
-    recovery_codes_dialog,
-    stale,
-)
-from .forms import (
-    ActionForm,
-    ConfirmForm,
-    MethodForm,
-    ReauthCodeForm,
-    ReauthPasswordForm,
-)
+from .common import mask, method_state_mismatch, recovery_codes_dialog, stale
 
 
 @bp.before_request
@@ -73,8 +59,10 @@ def index() -> ResponseReturnValue:
 def reauth() -> ResponseReturnValue:
     next_url = sessions.safe_next(request.args.get("next")) or url_for("settings.index")
     m = member()
-    if twofactor.has_two_factor(m):
-        form = ReauthCodeForm()
+    form = ReauthCodeForm() if twofactor.has_two_factor(m) else ReauthPasswordForm()
+    if form.is_submitted() and (wait := _reauth_limit()):
+        return throttle.too_many(reauth_dialog(next_url, form=form, error=TOO_MANY), wait)
+    if isinstance(form, ReauthCodeForm):
         if form.validate_on_submit():
             method = form.method.data if form.method.data in CONTACT_METHODS else None
             result = twofactor.verify_any(m, form.code.data, sessions.now(), method)
@@ -88,16 +76,18 @@ def reauth() -> ResponseReturnValue:
                     next_url, form=form, error=lock_message(result.locked_until), status=429
                 )
             return reauth_dialog(next_url, form=form, error=str(WRONG_CODE))
-    else:
-        form = ReauthPasswordForm()
-        if form.validate_on_submit():
-            if not throttle.allow("reauth", "PORTAL_REAUTH_LIMIT", str(m.id)):
-                return reauth_dialog(next_url, form=form, error=TOO_MANY, status=429)
-            if members.authenticate(m.login_id, form.password.data or "") is not None:
-                sessions.mark_reauthenticated(second_step=False)
-                return redirect(next_url)
-            return reauth_dialog(next_url, form=form, error=_("パスワードが正しくありません。"))
+    elif form.validate_on_submit():
+        if wait := throttle.hit("PORTAL_LIMIT_REAUTH_PASSWORD", "reauth-password", str(m.id)):
+            return throttle.too_many(reauth_dialog(next_url, form=form, error=TOO_MANY), wait)
+        if members.authenticate(m.login_id, form.password.data or "") is not None:
+            sessions.mark_reauthenticated(second_step=False)
+            return redirect(next_url)
+        return reauth_dialog(next_url, form=form, error=_("パスワードが正しくありません。"))
     return reauth_dialog(next_url, form=form)
+
+
+def _reauth_limit() -> int | None:
+    return throttle.per_address("PORTAL_LIMIT_REAUTH", "reauth", event="request.throttled")
 
 
 @bp.route("/reauth/send", methods=["POST"])
@@ -107,6 +97,8 @@ def reauth_send() -> ResponseReturnValue:
     m = member()
     form = MethodForm()
     kind = form.method.data
+    if form.is_submitted() and (wait := _reauth_limit()):
+        return throttle.too_many(reauth_dialog(next_url, error=TOO_MANY), wait)
     if (
         not form.validate_on_submit()
         or kind not in CONTACT_METHODS

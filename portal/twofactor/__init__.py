@@ -18,12 +18,14 @@ from ..extensions import db
 from ..models import ContactMethod, Member, TotpCredential
 from . import lockout, otp_codes, recovery, totp
 from .otp_codes import Refusal, SendRefused, Status
+from .totp import Enrolment
 
 METHODS = ("app", "email", "sms")
 CONTACT_METHODS = ("email", "sms")
 
 __all__ = [
     "METHODS",
+    "Enrolment",
     "Outcome",
     "Refusal",
     "Result",
@@ -203,14 +205,15 @@ def _first_method_bookkeeping(member: Member, kind: str, first: bool, now: datet
 
 
 def enable_app(
-    member: Member, code: str | None, now: datetime, *, replace: bool
-) -> list[str] | None:
-    """Confirm the pending secret. Returns new recovery codes when this is the first
-    method, ``[]`` when the member already had codes, None for a wrong code."""
+    member: Member, code: str | None, now: datetime, nonce: str, *, replace: bool
+) -> tuple[Enrolment, list[str]]:
+    """Confirm the pending secret shown to the session holding ``nonce``. With OK come
+    new recovery codes when this is the first method (``[]`` otherwise)."""
     first = not has_two_factor(member)
-    if not totp.confirm_enrolment(member, code, now, replace=replace):
-        return None
-    return _first_method_bookkeeping(member, "app", first and not replace, now)
+    status = totp.confirm_enrolment(member, code, now, nonce, replace=replace)
+    if status is not Enrolment.OK:
+        return status, []
+    return status, _first_method_bookkeeping(member, "app", first and not replace, now)
 
 
 def send_setup_code(member: Member, kind: str, now: datetime) -> str:

@@ -7,19 +7,20 @@ even by two racing requests.
 
 from __future__ import annotations
 
+import enum
 import hmac
 from datetime import datetime, timedelta
 
 import pyotp
 import segno
 from flask import current_app
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Member, TotpCredential, TotpEnrolment
 from . import codes
-from .crypto import secret_box
+from .crypto import code_hasher, secret_box
 
 STEP_SECONDS = 30
 DIGITS = 6
@@ -78,79 +79,115 @@ def credential(member: Member) -> TotpCredential | None:
     return db.session.scalar(db.select(TotpCredential).where(TotpCredential.member_id == member.id))
 
 
-def enrolment_secret(member: Member, now: datetime) -> str:
-    """The pending secret for this member: reused while fresh, else a new one.
+class Enrolment(enum.Enum):
+    OK = "ok"
+    WRONG_CODE = "wrong-code"
+    # No pending set-up for this session: expired, confirmed, or voided because the
+    # set-up was opened in another session since.
+    GONE = "gone"
 
-    Reuse means reloading the set-up page does not invalidate a QR code already scanned.
-    """
+
+def _nonce_hash(nonce: str) -> str:
+    return code_hasher().hash(f"totp-enrolment:{nonce}")
+
+
+def _pending(member: Member) -> TotpEnrolment | None:
+    return db.session.scalar(db.select(TotpEnrolment).where(TotpEnrolment.member_id == member.id))
+
+
+def _bound_to(pending: TotpEnrolment | None, nonce: str, now: datetime) -> bool:
+    """The pending set-up is fresh and was started by the holder of ``nonce``."""
+    if pending is None or not nonce:
+        return False
     ttl = timedelta(seconds=current_app.config["PORTAL_ENROLMENT_SECONDS"])
-    pending = db.session.scalar(
-        db.select(TotpEnrolment).where(TotpEnrolment.member_id == member.id)
-    )
-    if pending is not None and pending.created_at > now - ttl:
+    if pending.created_at <= now - ttl:
+        return False
+    return hmac.compare_digest(pending.session_hash, _nonce_hash(nonce))
+
+
+def begin_enrolment(member: Member, now: datetime, nonce: str) -> str:
+    """The secret to show to the session identified by ``nonce``.
+
+    A pending secret is bound to the session that started it: the session keeps a
+    random id, the row keeps only its keyed hash, and confirming needs both. The same
+    session reopening the dialog (or double-clicking) sees the same secret, so a QR
+    code already scanned stays valid; any other session gets a new secret, which voids
+    the old one. So a thief holding the password can neither plant a secret he has
+    seen for the owner to enrol, nor see the one the owner enrols.
+    """
+    pending = _pending(member)
+    if _bound_to(pending, nonce, now):
         return secret_box().decrypt(pending.secret_encrypted)
     secret = generate_secret()
-    try:
-        if pending is not None:
-            db.session.delete(pending)
-            db.session.flush()
-        db.session.add(
-            TotpEnrolment(
-                member_id=member.id, secret_encrypted=secret_box().encrypt(secret), created_at=now
+    mine = _nonce_hash(nonce)
+    ttl = timedelta(seconds=current_app.config["PORTAL_ENROLMENT_SECONDS"])
+    for _ in range(3):
+        # Void another session's (or an expired) set-up, never a fresh one of ours: a
+        # parallel request of this session may have stored it a moment ago.
+        db.session.execute(
+            delete(TotpEnrolment).where(
+                TotpEnrolment.member_id == member.id,
+                or_(TotpEnrolment.session_hash != mine, TotpEnrolment.created_at <= now - ttl),
             )
         )
-        db.session.commit()
-    except IntegrityError:
-        # Another request (a double click) created the row first: show its secret.
-        db.session.rollback()
-        winner = db.session.scalar(
-            db.select(TotpEnrolment).where(TotpEnrolment.member_id == member.id)
+        db.session.add(
+            TotpEnrolment(
+                member_id=member.id,
+                secret_encrypted=secret_box().encrypt(secret),
+                session_hash=mine,
+                created_at=now,
+            )
         )
-        if winner is None:
-            raise
-        return secret_box().decrypt(winner.secret_encrypted)
-    return secret
+        try:
+            db.session.commit()
+            return secret
+        except IntegrityError:
+            db.session.rollback()
+            pending = _pending(member)
+            if _bound_to(pending, nonce, now):
+                return secret_box().decrypt(pending.secret_encrypted)
+    raise RuntimeError("could not store a pending authenticator set-up")
 
 
-def confirm_enrolment(member: Member, code: str | None, now: datetime, *, replace: bool) -> bool:
+def confirm_enrolment(
+    member: Member, code: str | None, now: datetime, nonce: str, *, replace: bool
+) -> Enrolment:
     """Prove the pending secret with one code, then make it the member's app.
 
-    ``replace`` swaps the secret of the existing credential in the same transaction, so
-    the old phone stops working only once the new one is proven. Deleting the pending
-    row is the guard against two racing confirmations: only one deletes it.
+    Only the session that was shown the secret (``nonce``) can confirm it. ``replace``
+    swaps the secret of the existing credential in the same transaction, so the old
+    phone stops working only once the new one is proven. Deleting the pending row is
+    the guard against two racing confirmations: only one deletes it.
     """
-    ttl = timedelta(seconds=current_app.config["PORTAL_ENROLMENT_SECONDS"])
-    pending = db.session.scalar(
-        db.select(TotpEnrolment).where(TotpEnrolment.member_id == member.id)
-    )
-    if pending is None or pending.created_at <= now - ttl:
-        return False
+    pending = _pending(member)
+    if not _bound_to(pending, nonce, now):
+        return Enrolment.GONE
     secret = secret_box().decrypt(pending.secret_encrypted)
     step = matching_step(secret, code, now)
     if step is None:
-        return False
+        return Enrolment.WRONG_CODE
     existing = credential(member)
     if (existing is not None) != replace:
-        return False
+        return Enrolment.GONE
     try:
         taken = db.session.execute(
             delete(TotpEnrolment).where(TotpEnrolment.id == pending.id)
         ).rowcount
         if taken != 1:
             db.session.rollback()
-            return False
+            return Enrolment.GONE
         encrypted = secret_box().encrypt(secret)
         if replace:
             moved = db.session.execute(
                 update(TotpCredential)
-                .where(TotpCredential.id == existing.id)
+                .where(TotpCredential.id == existing.id, TotpCredential.member_id == member.id)
                 .values(
                     secret_encrypted=encrypted, last_step=step, created_at=now, last_used_at=now
                 )
             ).rowcount
             if moved != 1:
                 db.session.rollback()
-                return False
+                return Enrolment.GONE
         else:
             db.session.add(
                 TotpCredential(
@@ -164,9 +201,9 @@ def confirm_enrolment(member: Member, code: str | None, now: datetime, *, replac
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        return False
+        return Enrolment.GONE
     db.session.expire_all()
-    return True
+    return Enrolment.OK
 
 
 def accept(member: Member, code: str | None, now: datetime) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Response, make_response, redirect, render_template, request
+from werkzeug.urls import iri_to_uri
 
 
 def is_htmx() -> bool:
@@ -18,10 +19,13 @@ def render(page: str, partial: str, status: int = 200, **context) -> Response:
 
 def redirect_to(url: str) -> Response:
     """A 302, or for htmx a 200 with ``HX-Redirect`` so the whole page navigates instead
-    of the target page being swapped into a form or dialog."""
+    of the target page being swapped into a form or dialog.
+
+    The header is encoded as a URI, as Werkzeug does for ``Location``: a raw non-ASCII
+    ``next`` makes gunicorn drop the whole response after the code was accepted."""
     if is_htmx():
         response = make_response("", 200)
-        response.headers["HX-Redirect"] = url
+        response.headers["HX-Redirect"] = iri_to_uri(url)
         return response
     return redirect(url)
 

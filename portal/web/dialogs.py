@@ -1,0 +1,46 @@
+"""Dialogs: an htmx partial swapped into the page's ``<dialog>``, or the same partial
+inside a full page without JavaScript. Shared by the settings and admin areas."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask_login import current_user
+
+from .. import twofactor
+from ..models import Member
+from ..twofactor import CONTACT_METHODS
+from .forms import ReauthCodeForm, ReauthPasswordForm
+from .htmx import render
+
+
+def dialog(partial: str, status: int = 200, **context) -> Response:
+    """A dialog partial for htmx, or the same partial inside a full page."""
+    return render("settings/dialog.html", partial, status, dialog_partial=partial, **context)
+
+
+def done(title: str, message: str) -> Response:
+    return dialog("settings/_done.html", title=title, message=message)
+
+
+def member() -> Member:
+    return current_user._get_current_object()
+
+
+def reauth_dialog(next_url: str, **context) -> Response:
+    """Ask for a fresh second step (or the password when there is none) first."""
+    m = member()
+    if twofactor.has_two_factor(m):
+        form = context.pop("form", None) or ReauthCodeForm()
+    else:
+        form = context.pop("form", None) or ReauthPasswordForm()
+    methods = twofactor.enabled_methods(m)
+    return dialog(
+        "settings/_reauth.html",
+        context.pop("status", 200),
+        form=form,
+        next=next_url,
+        uses_code=isinstance(form, ReauthCodeForm),
+        has_app="app" in methods,
+        contact_methods=[k for k in methods if k in CONTACT_METHODS],
+        **context,
+    )

@@ -1,0 +1,164 @@
+"""OWASP ASVS 4.0.3, V2 Authentication: the attacks, performed.
+
+Each test name carries the ASVS item it proves (``v2_2_1`` is 2.2.1)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import PASSWORD
+
+from portal.extensions import db
+from portal.models import AuditEvent
+
+TOO_MANY = "ログインの試行回数が多すぎます。"
+
+limits_on = pytest.mark.settings(
+    RATELIMIT_ENABLED=True,
+    PORTAL_LIMIT_LOGIN_ADDRESS="1000 per minute",
+    PORTAL_LIMIT_LOGIN_ACCOUNT_ADDRESS="5 per minute",
+    PORTAL_LIMIT_LOGIN_ACCOUNT="20 per hour",
+    PORTAL_LIMIT_LOGIN_DEVICE="5 per minute",
+)
+
+
+def from_address(app, address: str):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def sign_in(client, password=PASSWORD):
+    return client.post("/login", data={"login_id": "alice", "password": password})
+
+
+@limits_on
+def test_v2_2_1_strangers_cannot_keep_the_owner_out(app, member):
+    """Review finding: ~130 wrong tries an hour from anywhere made even the right
+    password answer 429. The owner's browser, which signed in before, still gets in."""
+    owner = from_address(app, "192.0.2.10")
+    assert sign_in(owner).location == "/"
+    owner.post("/logout")
+    for i in range(60):  # strangers from many addresses fill the account's buckets
+        stranger = from_address(app, f"198.51.100.{i % 30 + 1}")
+        sign_in(stranger, "wrong password")
+    # A new browser cannot get in with the right password now: the account is held...
+    newcomer = from_address(app, "192.0.2.99")
+    held = sign_in(newcomer)
+    assert held.status_code == 429 and TOO_MANY in held.text
+    assert int(held.headers["Retry-After"]) >= 1
+    # ...but the owner's own browser, carrying its device cookie, is never held by it.
+    assert sign_in(owner).location == "/"
+
+
+@limits_on
+def test_v2_2_1_a_device_cookie_has_its_own_strict_bucket(app, member):
+    """A stolen laptop's cookie is no free pass: failures from it are limited too."""
+    device = from_address(app, "192.0.2.10")
+    assert sign_in(device).location == "/"
+    device.post("/logout")
+    for _ in range(5):
+        assert sign_in(device, "wrong password").status_code == 200
+    assert sign_in(device).status_code == 429
+
+
+@limits_on
+def test_v2_2_1_a_forged_device_cookie_is_ignored(app, member):
+    for i in range(25):
+        sign_in(from_address(app, f"198.51.100.{i + 1}"), "wrong password")
+    forger = from_address(app, "192.0.2.50")
+    forger.set_cookie("portal_device", "W1sxLCJ4Il1d.forged.signature")
+    assert sign_in(forger).status_code == 429
+
+
+@limits_on
+def test_v2_2_1_another_members_device_cookie_does_not_help(app, member):
+    from portal import members
+
+    with app.app_context():
+        members.create("bob", email="bob@example.com", password=PASSWORD)
+    shared = from_address(app, "192.0.2.10")
+    assert shared.post("/login", data={"login_id": "bob", "password": PASSWORD}).location == "/"
+    shared.post("/logout")
+    for i in range(25):
+        sign_in(from_address(app, f"198.51.100.{i + 1}"), "wrong password")
+    assert sign_in(shared).status_code == 429  # bob's cookie says nothing about alice
+
+
+@limits_on
+def test_v2_2_1_throttled_attempts_are_audited_once_per_window(app, member):
+    """Review finding: 380 audit rows in 3.5 s from one client pushed real events off
+    the admin member page. Entering the throttled state is one event."""
+    client = from_address(app, "203.0.113.5")
+    for _ in range(5):
+        sign_in(client, "wrong password")
+    for _ in range(100):
+        assert sign_in(client, "wrong password").status_code == 429
+    with app.app_context():
+        throttled = db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.event == "signin.throttled")
+        ).all()
+        failed = db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.event == "signin.password_failed")
+        ).all()
+    assert len(throttled) == 1 and len(failed) == 5
+    assert throttled[0].subject_label == "alice"
+
+
+def secret_shown(html: str) -> str:
+    import re
+
+    return re.search(r'id="totp-secret">([A-Z2-7 ]+)<', html).group(1).replace(" ", "")
+
+
+@pytest.mark.parametrize("dialog", ["setup", "replace"])
+def test_v2_8_2_a_pending_app_secret_is_shown_to_one_session_only(app, member, dialog):
+    """Review finding (High): a thief with the password opened the set-up and saw the
+    secret; the owner, in another browser within 30 minutes, was shown the same secret
+    and enrolled it; the thief, evicted, then signed in with password + a code from it.
+    Now each browser gets its own secret, and opening the set-up voids the others'."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyotp
+    from conftest import enrol_app
+
+    from portal import members
+
+    thief, owner = app.test_client(), app.test_client()
+    if dialog == "setup":
+        for client in (thief, owner):  # no 2FA yet: the password is the fresh proof
+            client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    else:  # the thief holds a session with the second step (e.g. a stolen cookie)
+        with app.app_context():
+            old_app = enrol_app(members.find("alice"))
+        for client, offset in ((thief, 0), (owner, 30)):
+            client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+            code = old_app.at(datetime.now(UTC) + timedelta(seconds=offset))
+            assert client.post("/login/verify", data={"code": code}).location == "/"
+    url = f"/settings/2fa/app/{dialog}"
+    thief_secret = secret_shown(thief.get(url).text)
+    owner_secret = secret_shown(owner.get(url).text)
+    assert owner_secret != thief_secret
+    assert secret_shown(owner.get(url).text) == owner_secret  # a reload keeps it
+    # The thief can confirm neither his voided secret nor the owner's.
+    seen_by_thief = {thief_secret}
+    for secret in (thief_secret, owner_secret):
+        refused = thief.post(url, data={"code": pyotp.TOTP(secret).now()})
+        assert (
+            "認証コードが正しくありません。" in refused.text or "使えなくなりました" in refused.text
+        )
+        seen_by_thief.add(secret_shown(refused.text))
+    # The thief reopening the set-up voided the owner's secret: the owner is told so
+    # and shown a new one, which works.
+    voided = owner.post(url, data={"code": pyotp.TOTP(owner_secret).now()})
+    assert "このQRコードは使えなくなりました" in voided.text
+    fresh_secret = secret_shown(voided.text)
+    assert fresh_secret not in seen_by_thief
+    done = owner.post(url, data={"code": pyotp.TOTP(fresh_secret).now()})
+    assert "設定が完了しました" in done.text or "変更しました" in done.text
+    # The thief is evicted, and no secret he saw signs in.
+    assert thief.get("/").status_code == 302
+    for secret in seen_by_thief | {owner_secret}:
+        attempt = app.test_client()
+        attempt.post("/login", data={"login_id": "alice", "password": PASSWORD})
+        response = attempt.post("/login/verify", data={"code": pyotp.TOTP(secret).now()})
+        assert "認証コードが正しくありません。" in response.text
