@@ -177,6 +177,13 @@ def parse_database_url(name: str, raw: str) -> str:
     return value
 
 
+def parse_redis_url(name: str, raw: str) -> str:
+    value = parse_str(name, raw)
+    if not value.startswith(("redis://", "rediss://", "unix://", "redis+unix://")):
+        raise ConfigError(f"{name} must start with redis://, rediss:// or unix://, not {raw!r}")
+    return value
+
+
 def parse_limits(name: str, raw: str) -> str:
     """Rules in limits' notation, e.g. ``20 per minute;200 per hour``."""
     from limits import parse_many
@@ -205,7 +212,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_ISSUER": ("PORTAL_ISSUER", parse_str),
     "PORTAL_HTTPS": ("PORTAL_HTTPS", parse_bool),
     "PORTAL_SESSION_HOURS": ("PORTAL_SESSION_HOURS", int_at_least(1)),
-    "REDIS_URL": ("REDIS_URL", parse_str),
+    "REDIS_URL": ("REDIS_URL", parse_redis_url),
     "PORTAL_TIMEZONE": ("BABEL_DEFAULT_TIMEZONE", parse_timezone),
     "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", int_at_least(0)),
     "PORTAL_RATELIMIT": ("RATELIMIT_ENABLED", parse_bool),
@@ -264,6 +271,16 @@ def development_secret_key(instance_path: str) -> str:
     return target.read_text().strip()
 
 
+def limits_storage_uri(redis_url: str | None) -> str:
+    """The rate-limit storage for REDIS_URL: redis-py's ``unix://`` socket URLs are
+    ``redis+unix://`` to the limits library."""
+    if not redis_url:
+        return "memory://"
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://") :]
+    return redis_url
+
+
 def finalise(config: dict[str, Any], instance_path: str) -> None:
     """Fill derived values and refuse to start with an unsafe configuration."""
     if not config.get("SECRET_KEY"):
@@ -299,7 +316,7 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
     # would refuse a long member page that MAX_CONTENT_LENGTH allows.
     config["MAX_FORM_MEMORY_SIZE"] = config["MAX_CONTENT_LENGTH"]
     if not config.get("RATELIMIT_STORAGE_URI"):
-        config["RATELIMIT_STORAGE_URI"] = config.get("REDIS_URL") or "memory://"
+        config["RATELIMIT_STORAGE_URI"] = limits_storage_uri(config.get("REDIS_URL"))
 
     https = bool(config["PORTAL_HTTPS"])
     config["SESSION_COOKIE_SECURE"] = https
