@@ -23,6 +23,8 @@ EVENTS = {
     "signin.password_failed": _l("ログイン失敗（パスワード）"),
     "signin.second_step_failed": _l("ログイン失敗（2段階認証）"),
     "signin.locked": _l("2段階認証のロック"),
+    "signin.blocked": _l("2段階認証の停止（管理者の解除待ち）"),
+    "admin.unlock_2fa": _l("管理者による2段階認証のロック解除"),
     "signin.throttled": _l("ログイン試行の制限"),
     "request.throttled": _l("操作回数の制限"),
     "signout": _l("ログアウト"),

@@ -134,6 +134,20 @@ def reset_two_factor(login_id):
     click.echo(f"2FA reset for {member.login_id} (removed: {', '.join(methods) or 'nothing'})")
 
 
+@members_cli.command("unlock-2fa")
+@click.argument("login_id")
+def unlock_two_factor(login_id):
+    """Lift a member's second-step locks (also the one after 100 failures)."""
+    from . import audit
+    from .twofactor import lockout
+
+    member = member_or_fail(login_id)
+    was_blocked = member.tfa_blocked_at is not None
+    lockout.clear(member)
+    audit.record("admin.unlock_2fa", subject=member, actor_label="cli", was_blocked=was_blocked)
+    click.echo(f"Second-step locks lifted for {member.login_id}")
+
+
 @members_cli.command("grant-operator")
 @click.argument("login_id")
 def grant_operator(login_id):

@@ -28,7 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_PENDING_SECONDS": 5 * 60,
     "PORTAL_REAUTH_SECONDS": 10 * 60,
     "PORTAL_TFA_MAX_FAILURES": 10,
-    "PORTAL_TFA_LOCK_SECONDS": 15 * 60,
+    "PORTAL_TFA_LOCK_SECONDS": 15 * 60,  # the first lock; each further one 4 times longer
+    "PORTAL_TFA_LOCK_MAX_SECONDS": 24 * 60 * 60,
+    "PORTAL_TFA_BLOCK_FAILURES": 100,  # consecutive failures that lock until an operator acts
     "PORTAL_ENROLMENT_SECONDS": 30 * 60,
     "PORTAL_RECOVERY_LOW": 3,
     # argon2-cffi defaults unless a test asks for cheaper ones

@@ -64,10 +64,19 @@ class Member(db.Model):
     # Bumped at sign-out (and later password change/reset): every cookie naming an
     # older generation stops working, so a copied cookie dies with the session.
     session_generation: Mapped[int] = mapped_column(Integer, default=0)
-    # Consecutive wrong second-step attempts and the lock they cause; kept here, not in
-    # the session, so a fresh password sign-in does not reset them.
+    # Wrong second-step attempts and the locks they cause (see twofactor/lockout.py);
+    # kept here, not in the session, so a fresh password sign-in does not reset them.
+    # Codes (app, email, SMS) and recovery codes count separately...
     tfa_failures: Mapped[int] = mapped_column(Integer, default=0)
     tfa_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    tfa_locks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    recovery_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    recovery_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    recovery_locks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # ...and both feed one streak of consecutive failures: at its limit the second step
+    # is locked until an operator clears it.
+    tfa_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tfa_blocked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_second_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # The method /login/verify starts with: the first one set up, changeable in settings.
     preferred_method: Mapped[str | None] = mapped_column(String(8), nullable=True)

@@ -25,6 +25,9 @@ SUBJECTS = {
     "password_changed": "パスワードが変更されました",
     "reset": "管理者が2段階認証を無効化しました",
     "operator_reset": "管理者の2段階認証が無効化されました",
+    "tfa_locked": "2段階認証のコード入力に続けて失敗しました",
+    "tfa_blocked": "2段階認証を停止しました",
+    "tfa_unlocked": "2段階認証のロックが解除されました",
 }
 
 

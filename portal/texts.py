@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask_babel import format_datetime
 from flask_babel import gettext as _
@@ -21,10 +21,21 @@ METHOD_NAMES = {
 METHOD_SHORT = {"app": _l("認証アプリ"), "email": _l("メール"), "sms": _l("SMS")}
 
 
-def lock_message(until: datetime) -> str:
+BLOCKED = _l(
+    "認証に続けて失敗したため、2段階認証を停止しています。"
+    "管理者に連絡して、ロックを解除してもらってください。"
+)
+
+
+def lock_message(until: datetime | None, now: datetime | None = None) -> str:
+    """The lock's end in the member's time zone; with the date when it is not today."""
+    if until is None:
+        return str(BLOCKED)
+    now = now or datetime.now(UTC)
+    same_day = format_datetime(until, "yyyyMMdd") == format_datetime(now, "yyyyMMdd")
     return _(
         "認証に続けて失敗したため、一時的にロックしています。%(time)s 以降に再度お試しください。",
-        time=format_datetime(until, "HH:mm"),
+        time=format_datetime(until, "HH:mm" if same_day else "M月d日 HH:mm"),
     )
 
 
@@ -39,7 +50,7 @@ def code_status_message(status: Status | None) -> str:
 
 
 def refusal_message(refused: SendRefused, kind: str) -> str:
-    if refused.reason is Refusal.LOCKED and refused.until is not None:
+    if refused.reason is Refusal.LOCKED:
         return lock_message(refused.until)
     if refused.reason is Refusal.TOO_SOON:
         return _("あと%(seconds)d秒後に再送できます。", seconds=refused.seconds)

@@ -1,84 +1,241 @@
-"""Guessing is bounded: 10 consecutive wrong second steps lock for 15 minutes."""
+"""Guessing is bounded: 10 consecutive wrong codes lock for 15 minutes, each further
+lock 4 times longer (capped at a day), recovery codes count on their own, and 100
+consecutive failures lock the second step until an operator clears it."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
+import pytest
 from conftest import NOW, get_member
 
 from portal import twofactor
-from portal.twofactor import Outcome
+from portal.twofactor import Outcome, lockout
+
+MINUTE = timedelta(minutes=1)
 
 
-def test_ten_wrong_attempts_lock_even_the_right_code(ctx, member_with_totp):
-    member_id, totp_obj, codes = member_with_totp
+def wrong_codes(m, count, now=NOW):
+    return [twofactor.verify_code(m, "000000", now) for _ in range(count)]
+
+
+def wrong_recovery(m, count, now=NOW):
+    return [twofactor.verify_recovery_code(m, "aaaaa-aaaaa", now) for _ in range(count)]
+
+
+def test_ten_wrong_codes_lock_the_codes_even_the_right_one(ctx, member_with_totp):
+    member_id, totp_obj, _ = member_with_totp
     m = get_member(member_id)
-    for _ in range(9):
-        assert twofactor.verify_code(m, "000000", NOW).outcome is Outcome.WRONG
+    assert [r.outcome for r in wrong_codes(m, 9)] == [Outcome.WRONG] * 9
     tenth = twofactor.verify_code(m, "000000", NOW)
     assert tenth.outcome is Outcome.LOCKED
-    assert tenth.locked_until == NOW + timedelta(minutes=15)
-    assert twofactor.verify_code(m, totp_obj.at(NOW), NOW).outcome is Outcome.LOCKED
-    assert twofactor.verify_recovery_code(m, codes[0], NOW).outcome is Outcome.LOCKED
-    # The locked attempt did not spend the recovery code.
-    assert twofactor.recovery.remaining(m) == 10
-    later = NOW + timedelta(minutes=15, seconds=1)
+    assert tenth.locked_until == NOW + 15 * MINUTE
+    assert tenth.lock.new and tenth.lock.first and not tenth.lock.permanent
+    refused = twofactor.verify_code(m, totp_obj.at(NOW), NOW)
+    assert refused.outcome is Outcome.LOCKED and not refused.lock.new
+    later = NOW + 15 * MINUTE + timedelta(seconds=1)
     assert twofactor.verify_code(m, totp_obj.at(later), later).ok
 
 
-def test_codes_and_recovery_codes_share_the_counter(ctx, member_with_totp):
+def test_the_lock_ends_at_its_exact_instant(ctx, member_with_totp):
+    member_id, totp_obj, _ = member_with_totp
+    m = get_member(member_id)
+    wrong_codes(m, 10)
+    end = NOW + 15 * MINUTE
+    just_before = end - timedelta(microseconds=1)
+    assert lockout.current_lock(m, just_before).until == end
+    assert twofactor.verify_code(m, totp_obj.at(just_before), just_before).outcome is (
+        Outcome.LOCKED
+    )
+    assert lockout.current_lock(m, end) is None
+    assert twofactor.verify_code(m, totp_obj.at(end), end).ok
+
+
+def test_recovery_codes_stay_usable_during_a_temporary_lock(ctx, member_with_totp):
+    """A password holder who locks the codes cannot keep the owner out: recovery codes
+    (50 bits each, not guessable) count on their own."""
+    member_id, totp_obj, codes = member_with_totp
+    m = get_member(member_id)
+    wrong_codes(m, 10)
+    assert twofactor.verify_code(m, totp_obj.at(NOW), NOW).outcome is Outcome.LOCKED
+    assert twofactor.verify_recovery_code(m, codes[0], NOW).ok
+    # The owner's success lifts the codes' lock and starts every count again.
+    assert lockout.current_lock(m, NOW) is None
+    assert twofactor.verify_code(m, totp_obj.at(NOW), NOW).ok
+
+
+def test_recovery_failures_lock_only_recovery_codes(ctx, member_with_totp):
+    member_id, totp_obj, codes = member_with_totp
+    m = get_member(member_id)
+    results = wrong_recovery(m, 10)
+    assert results[-1].outcome is Outcome.LOCKED
+    assert results[-1].locked_until == NOW + 15 * MINUTE
+    assert twofactor.verify_recovery_code(m, codes[0], NOW).outcome is Outcome.LOCKED
+    assert twofactor.recovery.remaining(m) == 10  # the refused attempt spent nothing
+    assert twofactor.verify_code(m, totp_obj.at(NOW), NOW).ok
+
+
+def test_reauthentication_with_a_recovery_code_counts_as_recovery(ctx, member_with_totp):
+    member_id, totp_obj, codes = member_with_totp
+    m = get_member(member_id)
+    for _ in range(10):
+        twofactor.verify_any(m, "zzzzz-zzzzz", NOW)
+    assert twofactor.verify_any(m, codes[1], NOW).outcome is Outcome.LOCKED
+    assert twofactor.verify_any(m, totp_obj.at(NOW), NOW).ok
+
+
+def test_each_further_lock_lasts_four_times_longer_up_to_a_day(ctx, member_with_totp):
     member_id, _, _ = member_with_totp
     m = get_member(member_id)
-    for _ in range(5):
-        twofactor.verify_code(m, "000000", NOW)
-    for _ in range(4):
-        twofactor.verify_recovery_code(m, "aaaaa-aaaaa", NOW)
-    assert twofactor.verify_any(m, "111111", NOW).outcome is Outcome.LOCKED
+    now = NOW
+    seen = []
+    for _ in range(6):
+        lock = wrong_codes(m, 10, now)[-1].lock
+        seen.append(lock.until - now)
+        now = lock.until
+    assert seen == [
+        15 * MINUTE,
+        timedelta(hours=1),
+        timedelta(hours=4),
+        timedelta(hours=16),
+        timedelta(hours=24),
+        timedelta(hours=24),
+    ]
+
+
+def test_only_the_first_lock_since_a_success_is_flagged_first(ctx, member_with_totp):
+    member_id, totp_obj, _ = member_with_totp
+    m = get_member(member_id)
+    first = wrong_codes(m, 10)[-1].lock
+    second = wrong_codes(m, 10, first.until)[-1].lock
+    assert first.first and not second.first
+    after = second.until
+    assert twofactor.verify_code(m, totp_obj.at(after), after).ok
+    again = wrong_codes(m, 10, after)[-1].lock
+    assert again.first and again.until - after == 15 * MINUTE  # growth starts again
 
 
 def test_success_resets_the_count(ctx, member_with_totp):
     member_id, totp_obj, _ = member_with_totp
     m = get_member(member_id)
-    for _ in range(9):
-        twofactor.verify_code(m, "000000", NOW)
+    wrong_codes(m, 9)
     assert twofactor.verify_code(m, totp_obj.at(NOW), NOW).ok
+    assert [r.outcome for r in wrong_codes(m, 9)] == [Outcome.WRONG] * 9
+
+
+def fail_until_blocked(m, attempt):
+    """Keep failing, waiting out each temporary lock, until locked for good."""
+    now = NOW
+    for _ in range(200):
+        result = attempt(m, now)
+        if result.outcome is Outcome.LOCKED:
+            if result.lock.permanent:
+                return result
+            now = result.locked_until
+    raise AssertionError("never locked for good")
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        lambda m, now: twofactor.verify_code(m, "000000", now),
+        lambda m, now: twofactor.verify_recovery_code(m, "aaaaa-aaaaa", now),
+    ],
+    ids=["codes", "recovery codes"],
+)
+def test_a_hundred_consecutive_failures_lock_until_an_operator_clears_it(
+    ctx, member_with_totp, attempt
+):
+    member_id, totp_obj, codes = member_with_totp
+    m = get_member(member_id)
+    result = fail_until_blocked(m, attempt)
+    assert result.lock.permanent and result.lock.new
+    assert m.tfa_streak == 100
+    much_later = NOW + timedelta(days=365)
+    for call in (
+        lambda: twofactor.verify_code(m, totp_obj.at(much_later), much_later),
+        lambda: twofactor.verify_recovery_code(m, codes[0], much_later),
+        lambda: twofactor.verify_any(m, totp_obj.at(much_later), much_later),
+    ):
+        refused = call()
+        assert refused.outcome is Outcome.LOCKED and refused.lock.permanent
+    assert twofactor.recovery.remaining(m) == 10
+    lockout.clear(m)
+    assert twofactor.verify_code(m, totp_obj.at(much_later), much_later).ok
+
+
+def test_the_permanent_lock_is_the_streak_of_both_counters(ctx, member_with_totp):
+    member_id, _, _ = member_with_totp
+    m = get_member(member_id)
+    now = NOW
+    for i in range(100):
+        call = twofactor.verify_code if i % 2 else twofactor.verify_recovery_code
+        result = call(m, "000000" if i % 2 else "aaaaa-aaaaa", now)
+        if result.outcome is Outcome.LOCKED and not result.lock.permanent:
+            now = result.locked_until
+    assert lockout.current_lock(m, now + timedelta(days=2)).permanent
+
+
+def test_a_success_before_the_hundredth_failure_starts_the_streak_again(ctx, member_with_totp):
+    member_id, totp_obj, _ = member_with_totp
+    m = get_member(member_id)
+    now = NOW
     for _ in range(9):
-        assert twofactor.verify_code(m, "000000", NOW).outcome is Outcome.WRONG
+        now = wrong_codes(m, 10, now)[-1].locked_until
+    assert m.tfa_streak == 90
+    assert twofactor.verify_code(m, totp_obj.at(now), now).ok
+    assert m.tfa_streak == 0
+    lock = wrong_codes(m, 10, now)[-1].lock
+    assert not lock.permanent and lock.until - now == 15 * MINUTE
 
 
 def test_lock_survives_a_new_session(app, member_with_totp):
     """Stored on the member, so another app instance (a new sign-in) sees it."""
     member_id, totp_obj, _ = member_with_totp
     with app.app_context():
-        m = get_member(member_id)
-        for _ in range(10):
-            twofactor.verify_code(m, "000000", NOW)
+        wrong_codes(get_member(member_id), 10)
     with app.app_context():
         m = get_member(member_id)
         assert twofactor.verify_code(m, totp_obj.at(NOW), NOW).outcome is Outcome.LOCKED
 
 
-def test_parallel_guesses_cannot_exceed_the_limit(app, member_with_totp, monkeypatch):
-    """Each attempt is counted before its code is checked, so 30 racing guesses get at
-    most 10 code checks before the lock."""
-    import threading
+def test_locks_are_per_member(ctx, member_with_totp):
+    from conftest import enrol_app
 
+    from portal import members
+
+    member_id, _, _ = member_with_totp
+    bob = members.create("bob", email="bob@example.com", password="another password 1")
+    bob_app = enrol_app(bob)
+    wrong_codes(get_member(member_id), 10)
+    assert twofactor.verify_code(bob, bob_app.at(NOW), NOW).ok
+    assert bob.tfa_failures == 0 and bob.tfa_streak == 0
+
+
+def test_parallel_guesses_cannot_exceed_the_limit(app, member_with_totp, monkeypatch):
+    """Each attempt is counted before its code is checked. The checks that got through
+    are held in flight together (a barrier of exactly the limit), so every other racing
+    guess arrives while the counter is full: exactly 10 checks, deterministically."""
     from portal.twofactor import totp
 
     member_id, _, _ = member_with_totp
+    limit = app.config["PORTAL_TFA_MAX_FAILURES"]
+    in_flight = threading.Barrier(limit, timeout=30)
     checked = []
     real_accept = totp.accept
 
-    def counting_accept(member, code, now):
+    def held_accept(member, code, now):
         checked.append(code)
+        in_flight.wait()  # released only when `limit` checks are in flight at once
         return real_accept(member, code, now)
 
-    monkeypatch.setattr(totp, "accept", counting_accept)
-    barrier = threading.Barrier(30)
+    monkeypatch.setattr(totp, "accept", held_accept)
+    start = threading.Barrier(30, timeout=30)
     outcomes = []
 
     def guess(i):
-        barrier.wait(timeout=30)
+        start.wait()
         with app.app_context():
             m = get_member(member_id)
             outcomes.append(twofactor.verify_code(m, f"{i:06d}", NOW).outcome)
@@ -89,8 +246,10 @@ def test_parallel_guesses_cannot_exceed_the_limit(app, member_with_totp, monkeyp
     for t in threads:
         t.join(timeout=60)
     assert len(outcomes) == 30
-    assert len(checked) <= 10
-    assert outcomes.count(Outcome.LOCKED) >= 20
+    assert len(checked) == limit
+    # The refused ones (and the check that completes the count, unless a refused one
+    # locked first) see the lock; nobody sees more than `limit` wrong answers.
+    assert outcomes.count(Outcome.WRONG) <= limit
+    assert outcomes.count(Outcome.LOCKED) >= 30 - limit
     with app.app_context():
-        m = get_member(member_id)
-        assert twofactor.lockout.locked_until(m, NOW) is not None
+        assert lockout.current_lock(get_member(member_id), NOW) is not None

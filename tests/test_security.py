@@ -29,6 +29,7 @@ POST_ROUTES = {
     "/settings/profile/confirm": "/settings/profile/confirm",
     "/settings/password": "/settings/password",
     "/admin/members/<login_id>/reset": "/admin/members/alice/reset",
+    "/admin/members/<login_id>/unlock": "/admin/members/alice/unlock",
     "/admin/pages/new": "/admin/pages/new",
     "/admin/pages/<int:page_id>/edit": "/admin/pages/1/edit",
     "/admin/pages/<int:page_id>/delete": "/admin/pages/1/delete",

@@ -13,9 +13,9 @@ from .. import audit, members, notices, sessions, twofactor
 from ..extensions import db
 from ..models import AuditEvent, ContactMethod, Member
 from ..texts import METHOD_SHORT
-from ..twofactor import recovery
+from ..twofactor import lockout, recovery
 from ..web.dialogs import dialog, done
-from ..web.forms import ConfirmForm
+from ..web.forms import ActionForm, ConfirmForm
 from ..web.htmx import render
 from . import bp
 from .common import PAGE_SIZE, ask_for_second_step, csv_response, id_arg, stale_operator
@@ -102,6 +102,8 @@ def member_detail(login_id: str) -> ResponseReturnValue:
         method_short=METHOD_SHORT,
         recovery_left=recovery.remaining(m),
         is_self=m.id == current_user.id,
+        code_lock=lockout.current_lock(m, sessions.now(), lockout.CODE),
+        recovery_lock=lockout.current_lock(m, sessions.now(), lockout.RECOVERY),
     )
 
 
@@ -143,3 +145,28 @@ def member_reset(login_id: str) -> ResponseReturnValue:
             )
         error = _("無効化するには「はい、無効化して問題ありません。」にチェックを入れてください。")
     return dialog("admin/_reset.html", form=form, error=error, action=here, m=m)
+
+
+@bp.route("/members/<login_id>/unlock", methods=["GET", "POST"])
+def member_unlock(login_id: str) -> ResponseReturnValue:
+    """Lift the member's second-step locks, the permanent one (100 failures) included.
+    The member is told by mail; the action is audited."""
+    m = _member_or_404(login_id)
+    here = url_for("admin.member_unlock", login_id=m.login_id)
+    if stale_operator():
+        return ask_for_second_step(here)
+    form = ActionForm()
+    if form.validate_on_submit():
+        was_blocked = m.tfa_blocked_at is not None
+        lockout.clear(m)
+        audit.record_request("admin.unlock_2fa", subject=m, was_blocked=was_blocked)
+        notices.send(m, "tfa_unlocked", now=sessions.now(), **notices.request_details())
+        return done(
+            _("ロックの解除"),
+            _(
+                "%(name)s（%(login_id)s）の2段階認証のロックを解除しました。",
+                name=m.name or m.login_id,
+                login_id=m.login_id,
+            ),
+        )
+    return dialog("admin/_unlock.html", form=form, action=here, m=m)

@@ -24,6 +24,7 @@ from ..texts import (
     sent_message,
 )
 from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, lockout, otp_codes, recovery
+from ..web import locks
 from ..web.forms import ActionForm, MethodForm
 from ..web.htmx import redirect_to, render
 from . import bp, device_cookie
@@ -163,6 +164,7 @@ def _second_step(
     on_success: Callable[[Member], None] | None = None,
     recovery_step: bool = False,
 ) -> ResponseReturnValue:
+    counter = lockout.RECOVERY if recovery_step else lockout.CODE
     """One shape for every second-step page: refuse without a live pending sign-in,
     show the lock up front, count the attempt in the domain, re-render in place."""
     state, restart = _pending_or_restart()
@@ -181,15 +183,15 @@ def _second_step(
                 on_success(state.member)
             return response
         if result.outcome is Outcome.LOCKED:
-            error, status = lock_message(result.locked_until), 429
-            audit.record_request("signin.locked", subject=state.member, method=method)
+            locks.report(state.member, result.lock, method)
+            error, status, wait = locks.refusal(result.lock, now)
         else:
             error = wrong or code_status_message(result.status)
             audit.record_request("signin.second_step_failed", subject=state.member, method=method)
     elif form.errors:
         error = wrong or str(WRONG_CODE)
-    elif (until := lockout.locked_until(state.member, now)) is not None:
-        error = lock_message(until)
+    elif (lock := lockout.current_lock(state.member, now, counter)) is not None:
+        error = lock_message(lock.until, now)
     getattr(form, field).data = ""
     response = render(*templates, status, form=form, error=error, **_verify_context(state))
     return throttle.too_many(response, wait) if wait else response

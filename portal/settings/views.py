@@ -17,11 +17,11 @@ from ..texts import (
     METHOD_NAMES,
     TOO_MANY,
     WRONG_CODE,
-    lock_message,
     refusal_message,
     sent_message,
 )
 from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, recovery
+from ..web import locks
 from ..web.dialogs import dialog, done, member, reauth_dialog
 from ..web.forms import ActionForm, ConfirmForm, MethodForm, ReauthCodeForm, ReauthPasswordForm
 from ..web.htmx import redirect_to, render
@@ -72,9 +72,10 @@ def reauth() -> ResponseReturnValue:
             form.code.data = ""
             audit.record_request("reauth.failed", method=method or "app")
             if result.outcome is Outcome.LOCKED:
-                return reauth_dialog(
-                    next_url, form=form, error=lock_message(result.locked_until), status=429
-                )
+                locks.report(m, result.lock, method or "app")
+                error, status, wait = locks.refusal(result.lock, sessions.now())
+                response = reauth_dialog(next_url, form=form, error=error, status=status)
+                return throttle.too_many(response, wait) if wait else response
             return reauth_dialog(next_url, form=form, error=str(WRONG_CODE))
     elif form.validate_on_submit():
         if wait := throttle.hit("PORTAL_LIMIT_REAUTH_PASSWORD", "reauth-password", str(m.id)):

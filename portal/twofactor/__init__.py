@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import ContactMethod, Member, TotpCredential
 from . import lockout, otp_codes, recovery, totp
+from .lockout import Lock
 from .otp_codes import Refusal, SendRefused, Status
 from .totp import Enrolment
 
@@ -25,6 +26,7 @@ CONTACT_METHODS = ("email", "sms")
 
 __all__ = [
     "METHODS",
+    "Lock",
     "Enrolment",
     "Outcome",
     "Refusal",
@@ -43,13 +45,19 @@ class Outcome(enum.Enum):
 @dataclass(frozen=True)
 class Result:
     outcome: Outcome
-    locked_until: datetime | None = None
+    # With LOCKED: the lock (its end, or none: until an operator clears it), and
+    # whether this attempt caused it (the views then tell the member by mail).
+    lock: Lock | None = None
     # For email/SMS codes: why a code was refused (wrong, expired, tries used up).
     status: Status | None = None
 
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
+
+    @property
+    def locked_until(self) -> datetime | None:
+        return self.lock.until if self.lock is not None else None
 
 
 def totp_credential(member: Member) -> TotpCredential | None:
@@ -110,16 +118,18 @@ def destination(member: Member, kind: str) -> str:
 # --- attempts and the lockout ---------------------------------------------------------
 
 
-def _attempt(member: Member, now: datetime, check: Callable[[], bool]) -> Result:
-    until = lockout.reserve(member, now)
-    if until is not None:
-        return Result(Outcome.LOCKED, until)
+def _attempt(
+    member: Member, now: datetime, check: Callable[[], bool], counter: str = lockout.CODE
+) -> Result:
+    lock = lockout.reserve(member, now, counter)
+    if lock is not None:
+        return Result(Outcome.LOCKED, lock)
     if check():
         lockout.record_success(member, now)
         return Result(Outcome.OK)
-    until = lockout.record_failure(member, now)
-    if until is not None:
-        return Result(Outcome.LOCKED, until)
+    lock = lockout.record_failure(member, now, counter)
+    if lock is not None:
+        return Result(Outcome.LOCKED, lock)
     return Result(Outcome.WRONG)
 
 
@@ -156,8 +166,9 @@ def verify_code(member: Member, code: str | None, now: datetime, method: str = "
 
 
 def verify_recovery_code(member: Member, code: str | None, now: datetime) -> Result:
-    """A second step with a recovery code (sign-in when the phone is lost)."""
-    return _attempt(member, now, lambda: recovery.use(member, code, now))
+    """A second step with a recovery code (sign-in when the phone is lost). Counted on
+    its own, so a lock of the codes does not shut this way back."""
+    return _attempt(member, now, lambda: recovery.use(member, code, now), lockout.RECOVERY)
 
 
 def verify_any(
@@ -167,9 +178,10 @@ def verify_any(
     code, never the password alone. ``method`` names the email/SMS method whose code was
     sent for this; otherwise the app code is tried."""
 
+    if recovery.canonical(code) is not None:
+        return verify_recovery_code(member, code, now)
+
     def check() -> bool:
-        if recovery.canonical(code) is not None:
-            return recovery.use(member, code, now)
         if method in CONTACT_METHODS:
             status, _ = otp_codes.check(member, f"signin:{method}", code, now)
             return status is Status.OK
@@ -186,8 +198,8 @@ def send_signin_code(member: Member, kind: str, now: datetime) -> str:
     target = destination(member, kind)
     if kind not in CONTACT_METHODS or contact_method(member, kind) is None or not target:
         raise SendRefused(Refusal.FAILED)
-    if (until := lockout.locked_until(member, now)) is not None:
-        raise SendRefused(Refusal.LOCKED, until=until)  # no SMS bill for an unusable code
+    if (lock := lockout.current_lock(member, now)) is not None:
+        raise SendRefused(Refusal.LOCKED, until=lock.until)  # no SMS bill for an unusable code
     otp_codes.send(member, f"signin:{kind}", kind, target, now, signin_code)
     return target
 
@@ -281,8 +293,7 @@ def reset_all(member: Member, *, commit: bool = True) -> None:
         .values(
             session_generation=Member.session_generation + 1,
             preferred_method=None,
-            tfa_failures=0,
-            tfa_locked_until=None,
+            **lockout.CLEARED,
         )
     )
     if commit:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import PASSWORD
+from mail_server import body_text
 
 from portal.extensions import db
 from portal.models import AuditEvent
@@ -162,3 +163,114 @@ def test_v2_8_2_a_pending_app_secret_is_shown_to_one_session_only(app, member, d
         attempt.post("/login", data={"login_id": "alice", "password": PASSWORD})
         response = attempt.post("/login/verify", data={"code": pyotp.TOTP(secret).now()})
         assert "認証コードが正しくありません。" in response.text
+
+
+def wrong_codes_through_the_page(client, count):
+    return [client.post("/login/verify", data={"code": "000000"}) for _ in range(count)]
+
+
+@pytest.mark.wired
+def test_v2_2_1_the_first_lock_tells_the_member_someone_knows_the_password(
+    app, client, auth, member_with_totp, smtp_server
+):
+    _, totp_obj, codes = member_with_totp
+    auth.login()
+    responses = wrong_codes_through_the_page(client, 12)
+    assert [r.status_code for r in responses[:9]] == [200] * 9
+    for locked in responses[9:]:
+        assert locked.status_code == 429
+        assert "一時的にロックしています。" in locked.text
+        assert 1 <= int(locked.headers["Retry-After"]) <= 15 * 60
+    mail = smtp_server.wait_for(1)[0]
+    assert mail["To"] == "alice@example.com"
+    assert "続けて失敗しました" in mail["Subject"]
+    assert "パスワードを変更してください" in body_text(mail)
+    with app.app_context():
+        locks = db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.event == "signin.locked")
+        ).all()
+    assert len(locks) == 1  # one row for the lock, not one per refused attempt
+    # The owner's recovery code still works during the temporary lock.
+    response = client.post("/login/recovery", data={"recovery_code": codes[0]})
+    assert response.location == "/"
+
+
+@pytest.mark.wired
+def test_v2_2_1_a_hundred_failures_lock_until_an_operator_clears_it(
+    app, client, auth, member_with_totp, smtp_server, admin_client
+):
+    from datetime import UTC, datetime
+
+    from portal import members
+    from portal.twofactor import lockout
+
+    member_id, totp_obj, codes = member_with_totp
+    with app.app_context():
+        m = members.find("alice")
+        # 99 consecutive failures already (spread over days of growing locks).
+        m.tfa_streak = 99
+        db.session.commit()
+    victim = app.test_client()
+    victim.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    blocked = victim.post("/login/verify", data={"code": "000000"})
+    assert blocked.status_code == 403
+    assert "管理者に連絡して、ロックを解除してもらってください。" in blocked.text
+    for url, data in (
+        ("/login/verify", {"code": totp_obj.now()}),
+        ("/login/recovery", {"recovery_code": codes[0]}),
+    ):
+        response = victim.post(url, data=data)
+        assert response.status_code == 403 and victim.get("/").status_code == 302
+    mails = smtp_server.wait_for(1)
+    assert "2段階認証を停止しました" in mails[-1]["Subject"]
+    # The operator sees it on the member page and lifts it.
+    page = admin_client.get("/admin/members/alice").text
+    assert "2段階認証を停止しています" in page and "ロックを解除する" in page
+    done = admin_client.post("/admin/members/alice/unlock")
+    assert "ロックを解除しました" in done.text
+    with app.app_context():
+        m = members.find("alice")
+        assert lockout.current_lock(m, datetime.now(UTC)) is None and m.tfa_streak == 0
+        event = db.session.scalar(
+            db.select(AuditEvent).where(AuditEvent.event == "admin.unlock_2fa")
+        )
+        assert event.actor_label == "boss" and event.subject_label == "alice"
+    assert "ロックが解除されました" in smtp_server.wait_for(2)[-1]["Subject"]
+    response = victim.post("/login/recovery", data={"recovery_code": codes[0]})
+    assert response.location == "/"
+
+
+def test_v2_2_1_unlocking_needs_a_fresh_second_step(app, admin_client, member):
+    from portal import members
+
+    with app.app_context():
+        m = members.find("alice")
+        m.tfa_streak, m.tfa_blocked_at = 100, db.func.now()
+        db.session.commit()
+    with admin_client.session_transaction() as s:
+        s["tfa_at"] -= 11 * 60
+    asked = admin_client.post("/admin/members/alice/unlock")
+    assert "本人確認" in asked.text
+    with app.app_context():
+        assert members.find("alice").tfa_blocked_at is not None
+
+
+def test_v2_2_1_operators_can_unlock_from_the_command_line(app, runner, member):
+    from portal import members
+
+    with app.app_context():
+        m = members.find("alice")
+        m.tfa_streak, m.tfa_blocked_at = 100, db.func.now()
+        db.session.commit()
+    result = runner.invoke(args=["members", "unlock-2fa", "alice"])
+    assert result.exit_code == 0 and "alice" in result.output
+    with app.app_context():
+        assert members.find("alice").tfa_blocked_at is None
+        assert (
+            db.session.scalar(
+                db.select(AuditEvent).where(AuditEvent.event == "admin.unlock_2fa")
+            ).actor_label
+            == "cli"
+        )
+    missing = runner.invoke(args=["members", "unlock-2fa", "nobody"])
+    assert missing.exit_code == 1 and "nobody" in missing.output
