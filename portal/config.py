@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_SMS_COUNTRIES": ["JP"],
     "PORTAL_SMS_DAILY_LIMIT": 1000,
     "PORTAL_SMS_MEMBER_DAILY_LIMIT": 10,
+    "PORTAL_EMAIL_MEMBER_DAILY_LIMIT": 20,
     # One-time codes by email/SMS (issue "Email and SMS codes")
     "PORTAL_OTP_SECONDS": 10 * 60,
     "PORTAL_OTP_MAX_TRIES": 5,
@@ -235,6 +236,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_SMS_COUNTRIES": ("PORTAL_SMS_COUNTRIES", parse_countries),
     "PORTAL_SMS_DAILY_LIMIT": ("PORTAL_SMS_DAILY_LIMIT", int_at_least(0)),
     "PORTAL_SMS_MEMBER_DAILY_LIMIT": ("PORTAL_SMS_MEMBER_DAILY_LIMIT", int_at_least(0)),
+    "PORTAL_EMAIL_MEMBER_DAILY_LIMIT": ("PORTAL_EMAIL_MEMBER_DAILY_LIMIT", int_at_least(0)),
 }
 LIMITS = [key for key in DEFAULTS if key.startswith("PORTAL_LIMIT_")]
 ENVIRONMENT.update({key: (key, parse_limits) for key in LIMITS})

@@ -189,16 +189,20 @@ class OneTimeCode(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-class SmsSend(db.Model):
-    """One row per SMS handed to the gateway: the daily caps count these."""
+class CodeSend(db.Model):
+    """One row per code handed to the mail server or SMS gateway, failed sends
+    included (a gateway that timed out may still deliver, and bill): the daily caps
+    count these."""
 
-    __tablename__ = "sms_send"
+    __tablename__ = "code_send"
+    __table_args__ = (Index("ix_code_send_channel_sent_at", "channel", "sent_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     member_id: Mapped[int | None] = mapped_column(
         ForeignKey("member.id", ondelete="SET NULL"), nullable=True, index=True
     )
-    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    channel: Mapped[str] = mapped_column(String(8), default="sms")  # "email" | "sms"
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditEvent(db.Model):
@@ -250,7 +254,7 @@ __all__ = [
     "MemberPage",
     "ContactMethod",
     "OneTimeCode",
-    "SmsSend",
+    "CodeSend",
     "Member",
     "RecoveryCode",
     "TotpCredential",

@@ -55,8 +55,14 @@ def refusal_message(refused: SendRefused, kind: str) -> str:
     if refused.reason is Refusal.TOO_SOON:
         return _("あと%(seconds)d秒後に再送できます。", seconds=refused.seconds)
     if refused.reason in (Refusal.MEMBER_CAP, Refusal.SITE_CAP):
+        if kind == "sms":
+            return _(
+                "本日送信できるSMSの上限に達しました。"
+                "別の方法で認証するか、明日以降に再度お試しください。"
+            )
         return _(
-            "本日送信できるSMSの上限に達しました。別の方法で認証するか、明日以降に再度お試しください。"
+            "本日送信できるメールの上限に達しました。"
+            "別の方法で認証するか、明日以降に再度お試しください。"
         )
     if kind == "sms":
         return _("SMSを送信できませんでした。時間をおいて再度お試しください。")

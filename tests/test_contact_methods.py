@@ -13,7 +13,7 @@ from mail_server import body_text
 
 from portal import sessions, twofactor
 from portal.extensions import db
-from portal.models import OneTimeCode, SmsSend
+from portal.models import CodeSend, OneTimeCode
 
 HX = {"HX-Request": "true"}
 WRONG = "認証コードが正しくありません。"
@@ -242,7 +242,11 @@ def test_mail_server_down_is_a_clear_message(app, client, member, smtp_server):
     assert response.status_code == 200
     assert "メールを送信できませんでした。" in response.text
     with app.app_context():
-        assert db.session.scalar(db.select(OneTimeCode)) is None
+        code = db.session.scalar(db.select(OneTimeCode))
+        assert code.expires_at == code.created_at  # void: nothing usable was sent
+    # The failed send still counts toward the 60-second spacing.
+    again = client.post("/settings/2fa/email/send", headers=HX)
+    assert "秒後に再送できます。" in again.text
 
 
 def test_resend_on_the_code_page(app, client, member, smtp_server, monkeypatch):
@@ -290,9 +294,10 @@ def test_gateway_failure_marks_nothing_sent(app, client, member, sms_gateway, ca
     text = sms_gateway.wait_for(1)[0].json["text"]
     assert code_in(text) not in caplog.text
     with app.app_context():
-        assert db.session.scalar(db.select(OneTimeCode)) is None  # no usable code
+        code = db.session.scalar(db.select(OneTimeCode))
+        assert code.expires_at == code.created_at  # void: no usable code
         # The attempt still counts toward the caps: the gateway may have billed it.
-        assert len(db.session.scalars(db.select(SmsSend)).all()) == 1
+        assert len(db.session.scalars(db.select(CodeSend)).all()) == 1
 
 
 def test_gateway_timeout_is_handled(app, client, member, sms_gateway):

@@ -21,13 +21,17 @@ from sqlalchemy import delete, func, text, update
 
 from .. import notify
 from ..extensions import db
-from ..models import Member, OneTimeCode, SmsSend
+from ..models import CodeSend, Member, OneTimeCode
 from . import codes
 from .crypto import code_hasher
 
 log = logging.getLogger(__name__)
 
 SMS_LOCK_KEY = 0x534D53  # "SMS": the advisory lock that serialises the site-wide cap
+MEMBER_DAILY_LIMIT = {
+    "email": "PORTAL_EMAIL_MEMBER_DAILY_LIMIT",
+    "sms": "PORTAL_SMS_MEMBER_DAILY_LIMIT",
+}
 
 
 class Status(enum.Enum):
@@ -78,17 +82,30 @@ def pending_destination(member: Member, purpose: str, now: datetime) -> str | No
     return row.destination
 
 
-def _check_sms_caps(member: Member, now: datetime) -> None:
+def _check_caps(member: Member, channel: str, now: datetime) -> None:
+    """Daily caps: per member for both channels (a flood of mail is abuse too), and
+    site-wide for SMS (toll fraud)."""
     day_ago = now - timedelta(days=1)
     mine = db.session.scalar(
-        db.select(func.count(SmsSend.id)).where(
-            SmsSend.member_id == member.id, SmsSend.sent_at > day_ago
+        db.select(func.count(CodeSend.id)).where(
+            CodeSend.member_id == member.id,
+            CodeSend.channel == channel,
+            CodeSend.sent_at > day_ago,
         )
     )
-    if mine >= current_app.config["PORTAL_SMS_MEMBER_DAILY_LIMIT"]:
-        log.warning("SMS refused: member %s reached the daily SMS cap", member.login_key)
+    limit_key = (
+        "PORTAL_SMS_MEMBER_DAILY_LIMIT" if channel == "sms" else "PORTAL_EMAIL_MEMBER_DAILY_LIMIT"
+    )
+    if mine >= current_app.config[limit_key]:
+        log.warning("%s refused: member %s reached the daily cap", channel, member.login_key)
         raise SendRefused(Refusal.MEMBER_CAP)
-    site = db.session.scalar(db.select(func.count(SmsSend.id)).where(SmsSend.sent_at > day_ago))
+    if channel != "sms":
+        return
+    site = db.session.scalar(
+        db.select(func.count(CodeSend.id)).where(
+            CodeSend.channel == "sms", CodeSend.sent_at > day_ago
+        )
+    )
     if site >= current_app.config["PORTAL_SMS_DAILY_LIMIT"]:
         log.warning("SMS refused: the site reached PORTAL_SMS_DAILY_LIMIT (%s)", site)
         raise SendRefused(Refusal.SITE_CAP)
@@ -96,7 +113,7 @@ def _check_sms_caps(member: Member, now: datetime) -> None:
 
 def _serialise(member: Member, channel: str) -> None:
     """Take the write lock before reading the counters, so two racing sends cannot both
-    pass the 60-second rule or the SMS caps. A write to the member row serialises one
+    pass the 60-second rule or the daily caps. A write to the member row serialises one
     member on every backend (SQLite has one writer; PostgreSQL locks the row); the
     site-wide SMS cap also takes a transaction-scoped advisory lock on PostgreSQL."""
     db.session.execute(
@@ -116,12 +133,13 @@ def send(
     now: datetime,
     message: Callable[[str, str], tuple[str, str]],
 ) -> None:
-    """Make a new code, book it (and the SMS) under the lock, then send it.
+    """Make a new code, book it (and the send) under the lock, then send it.
 
     ``message(code, channel)`` returns (subject, text); SMS uses the text alone.
     Refusals (too soon, caps) raise :class:`SendRefused` before anything is sent. A
-    failed send removes the code again (nothing is marked as sent) but an SMS attempt
-    stays counted: a gateway that timed out may still deliver, and bill, it.
+    failed send voids the code but keeps its booking: it still counts toward the
+    60-second spacing and the daily caps (a gateway that timed out may still deliver,
+    and bill, it; a failing mail server is not a way around the spacing).
     """
     _serialise(member, channel)
     last = _latest(member, purpose)
@@ -129,12 +147,11 @@ def send(
     if last is not None and (left := last.created_at + wait - now) > timedelta(0):
         db.session.rollback()
         raise SendRefused(Refusal.TOO_SOON, max(1, math.ceil(left.total_seconds())))
-    if channel == "sms":
-        try:
-            _check_sms_caps(member, now)
-        except SendRefused:
-            db.session.rollback()
-            raise
+    try:
+        _check_caps(member, channel, now)
+    except SendRefused:
+        db.session.rollback()
+        raise
     code = f"{secrets.randbelow(10**6):06d}"
     db.session.execute(
         delete(OneTimeCode).where(
@@ -151,8 +168,7 @@ def send(
         expires_at=now + timedelta(seconds=current_app.config["PORTAL_OTP_SECONDS"]),
     )
     db.session.add(booked)
-    if channel == "sms":
-        db.session.add(SmsSend(member_id=member.id, sent_at=now))
+    db.session.add(CodeSend(member_id=member.id, channel=channel, sent_at=now))
     db.session.commit()  # the booking is visible to racing requests; the lock is free
 
     subject, body = message(code, channel)
@@ -162,7 +178,12 @@ def send(
         else:
             notify.send_email(destination, subject, body)
     except notify.DeliveryError:
-        db.session.execute(delete(OneTimeCode).where(OneTimeCode.id == booked.id))
+        # Void, not delete: the row's created_at keeps the 60-second spacing.
+        db.session.execute(
+            update(OneTimeCode)
+            .where(OneTimeCode.id == booked.id, OneTimeCode.member_id == member.id)
+            .values(expires_at=OneTimeCode.created_at)
+        )
         db.session.commit()
         log.warning("one-time code for %s (%s) could not be sent", member.login_key, purpose)
         raise SendRefused(Refusal.FAILED) from None
@@ -171,34 +192,45 @@ def send(
 def check(
     member: Member, purpose: str, raw: str | None, now: datetime
 ) -> tuple[Status, str | None]:
-    """Check a typed code; returns the status and, when OK, the destination it went to."""
+    """Check a typed code; returns the status and, when OK, the destination it went to.
+
+    The try is counted and the stored hash read back in one conditional
+    ``UPDATE … RETURNING``, before the comparison: of any number of parallel guesses
+    at one code, at most PORTAL_OTP_MAX_TRIES are ever compared.
+    """
     row = _latest(member, purpose)
-    limit = current_app.config["PORTAL_OTP_MAX_TRIES"]
     if row is None or row.used_at is not None or row.expires_at <= now:
         return Status.EXPIRED, None
-    if row.tries >= limit:
+    limit = current_app.config["PORTAL_OTP_MAX_TRIES"]
+    counted = db.session.execute(
+        update(OneTimeCode)
+        .where(
+            OneTimeCode.id == row.id,
+            OneTimeCode.member_id == member.id,
+            OneTimeCode.used_at.is_(None),
+            OneTimeCode.expires_at > now,
+            OneTimeCode.tries < limit,
+        )
+        .values(tries=OneTimeCode.tries + 1)
+        .returning(OneTimeCode.code_hash, OneTimeCode.destination, OneTimeCode.tries)
+    ).first()
+    db.session.commit()
+    if counted is None:
+        db.session.refresh(row)
+        if row.used_at is not None or row.expires_at <= now:
+            return Status.EXPIRED, None
         return Status.EXHAUSTED, None
+    code_hash, destination, tries = counted
     code = codes.six_digits(raw)
-    if code is not None and hmac.compare_digest(_hash(member, purpose, code), row.code_hash):
+    if code is not None and hmac.compare_digest(_hash(member, purpose, code), code_hash):
         used = db.session.execute(
             update(OneTimeCode)
-            .where(
-                OneTimeCode.id == row.id,
-                OneTimeCode.used_at.is_(None),
-                OneTimeCode.tries < limit,
-            )
+            .where(OneTimeCode.id == row.id, OneTimeCode.used_at.is_(None))
             .values(used_at=now)
         ).rowcount
         db.session.commit()
-        return (Status.OK, row.destination) if used == 1 else (Status.WRONG, None)
-    db.session.execute(
-        update(OneTimeCode)
-        .where(OneTimeCode.id == row.id, OneTimeCode.tries < limit)
-        .values(tries=OneTimeCode.tries + 1)
-    )
-    db.session.commit()
-    db.session.refresh(row)
-    return (Status.EXHAUSTED if row.tries >= limit else Status.WRONG), None
+        return (Status.OK, destination) if used == 1 else (Status.EXPIRED, None)
+    return (Status.EXHAUSTED if tries >= limit else Status.WRONG), None
 
 
 def discard(member: Member, *purposes: str) -> None:
