@@ -24,6 +24,4 @@ def show(slug: str) -> ResponseReturnValue:
     body = pages.render_keywords(
         page.body, current_user._get_current_object(), url_for("settings.index")
     )
-    response = render_template("pages/page.html", page=page, body=body)
-    # The page shows the member's own name: keep it out of shared caches.
-    return response, 200, {"Cache-Control": "private, no-cache"}
+    return render_template("pages/page.html", page=page, body=body)

@@ -452,7 +452,7 @@ def test_signed_in_member_with_2fa_sees_the_page(app, client, member_with_totp, 
     response = client.get("/pages/tfa-guide")
     assert response.status_code == 200
     assert "<p>Alice</p>" in response.text and 'href="/settings/2fa"' in response.text
-    assert "private" in response.headers["Cache-Control"]
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 @pytest.mark.parametrize("slug", ["nothing-here", "UPPER", "a" * 65, "%2e%2e"])
