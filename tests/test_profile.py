@@ -45,16 +45,43 @@ def test_email_change_needs_the_current_password(app, client, member, smtp_serve
         assert get_member(member).email == "alice@example.com"
 
 
-def test_email_change_without_email_method_applies_and_tells_the_old_address(
+def confirm_change(client, smtp_server, kind="email"):
+    mail = mails_with(smtp_server, "連絡先変更の確認コード")[-1]
+    return client.post(
+        "/settings/profile/confirm", data={"kind": kind, "code": code_in(body_text(mail))}
+    )
+
+
+def test_email_change_is_always_proven_by_a_code_to_the_new_address(
     app, client, member, smtp_server
 ):
+    """Also when email is not a second step: security notices go to this address, so
+    it must never be one nobody has proven (a stolen session could otherwise route the
+    owner's notices away)."""
     sign_in(client)
     response = post_profile(client, email="new@example.org", current_password=PASSWORD)
     assert response.status_code == 302
     with app.app_context():
+        assert get_member(member).email == "alice@example.com"  # not yet
+    code_mail = mails_with(smtp_server, "連絡先変更の確認コード")[0]
+    assert code_mail["To"] == "new@example.org"
+    page = client.get("/settings/profile").text
+    assert "新しいメールアドレスの確認" in page
+    wrong = client.post("/settings/profile/confirm", data={"kind": "email", "code": "000000"})
+    assert "認証コードが正しくありません。" in wrong.text
+    assert confirm_change(client, smtp_server).status_code == 302
+    with app.app_context():
         assert get_member(member).email == "new@example.org"
     notice = mails_with(smtp_server, "メールアドレスが変更されました")[0]
     assert notice["To"] == "alice@example.com" and "new@example.org" in body_text(notice)
+
+
+def test_a_phone_change_without_sms_applies_at_once(app, client, member, smtp_server):
+    sign_in(client)
+    response = post_profile(client, phone="090-9876-5432", current_password=PASSWORD)
+    assert response.status_code == 302
+    with app.app_context():
+        assert get_member(member).phone == "+819098765432"
 
 
 @pytest.mark.parametrize(
@@ -181,8 +208,10 @@ def test_password_change_needs_recent_second_step(app, client, member, smtp_serv
 
 def test_notice_failure_never_blocks_the_action(app, client, member, smtp_server):
     sign_in(client)
-    smtp_server.stop()
-    response = post_profile(client, email="new@example.org", current_password=PASSWORD)
+    post_profile(client, email="new@example.org", current_password=PASSWORD)
+    code = code_in(body_text(mails_with(smtp_server, "連絡先変更の確認コード")[0]))
+    smtp_server.stop()  # the notice to the old address cannot go out
+    response = client.post("/settings/profile/confirm", data={"kind": "email", "code": code})
     assert response.status_code == 302
     with app.app_context():
         assert get_member(member).email == "new@example.org"

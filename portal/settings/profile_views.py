@@ -1,9 +1,10 @@
 """Member information (name, email, phone) and the password.
 
 Changing the email or phone needs the current password and, for a member with 2FA, a
-recent second step. When that address is an enabled second step, the new address only
-takes over once a code sent to it is entered, so a stolen session cannot quietly move
-the second step; the old address is told either way.
+recent second step. A new email address (and a new phone number when SMS is a second
+step) only takes over once a code sent to it is entered, so a stolen session cannot
+quietly move the second step and notices never go to an unproven address; the old
+address is told either way.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from .forms import ContactConfirmForm, PasswordChangeForm, ProfileForm
 
 FIELD_OF = {"email": "email", "sms": "phone"}
 EVENT_OF = {"email": "email_changed", "sms": "phone_changed"}
+
+
+def needs_proof(kind: str, methods: list[str]) -> bool:
+    """A new email address always takes over only once a code sent to it is entered:
+    security notices go there, and must never go to an address nobody has proven. A
+    new phone number needs it only when SMS is a second step."""
+    return kind == "email" or kind in methods
 
 
 def _pending_changes(m) -> list[dict]:
@@ -126,7 +134,7 @@ def profile() -> ResponseReturnValue:
     m.name = name
     db.session.commit()
     for kind in changed:
-        if kind in methods:
+        if needs_proof(kind, methods):
             try:
                 otp_codes.send(
                     m, f"change:{kind}", kind, new[kind], sessions.now(), messages.change_code
@@ -156,7 +164,7 @@ def profile_confirm() -> ResponseReturnValue:
     kind = confirm.kind.data
     if not confirm.validate_on_submit() or kind not in FIELD_OF:
         return redirect(url_for("settings.profile"))
-    if kind not in twofactor.enabled_methods(m):
+    if not needs_proof(kind, twofactor.enabled_methods(m)):
         # The method was turned off since: the change no longer needs proving, and a
         # code from then must not apply it. Start again from the form.
         otp_codes.discard(m, f"change:{kind}")
