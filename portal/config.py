@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_RECOVERY_LOW": 3,
     # argon2-cffi defaults unless a test asks for cheaper ones
     "PORTAL_ARGON2_PARAMS": None,
+    # zxcvbn score (0-4) a new password must reach; 3 = about 10^8 guesses or more.
+    "PORTAL_PASSWORD_MIN_SCORE": 3,
     "WTF_CSRF_TIME_LIMIT": None,
     # Rate limits (limits' notation, ";" between rules). Shared between workers and
     # hosts only with REDIS_URL; otherwise counted per process. See LIMITS below.
@@ -201,6 +203,13 @@ def parse_limits(name: str, raw: str) -> str:
     return value
 
 
+def parse_score(name: str, raw: str) -> int:
+    value = parse_int(name, raw)
+    if value > 4:
+        raise ConfigError(f"{name} must be a zxcvbn score from 0 to 4, not {value}")
+    return value
+
+
 def int_at_least(minimum: int) -> Callable[[str, str], int]:
     return lambda name, raw: parse_int(name, raw, minimum)
 
@@ -215,6 +224,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_ISSUER": ("PORTAL_ISSUER", parse_str),
     "PORTAL_HTTPS": ("PORTAL_HTTPS", parse_bool),
     "PORTAL_SESSION_HOURS": ("PORTAL_SESSION_HOURS", int_at_least(1)),
+    "PORTAL_PASSWORD_MIN_SCORE": ("PORTAL_PASSWORD_MIN_SCORE", parse_score),
     "REDIS_URL": ("REDIS_URL", parse_redis_url),
     "PORTAL_TIMEZONE": ("BABEL_DEFAULT_TIMEZONE", parse_timezone),
     "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", int_at_least(0)),

@@ -87,7 +87,7 @@ def test_rotate_command_reencrypts_all_secrets(tmp_path, monkeypatch):
     app = create_app(base | {"PORTAL_ENCRYPTION_KEYS": [old_key]})
     with app.app_context():
         db.create_all()
-        m = members.create("alice", email="a@example.com", password="p" * 12)
+        m = members.create("alice", email="a@example.com", password="rotate these keys please")
         nonce = "cli"  # the id of the session shown the secret
         secret = totp.begin_enrolment(m, NOW, nonce)
         import pyotp

@@ -199,7 +199,7 @@ def password() -> ResponseReturnValue:
             errors["current_password"] = reauth_needed_message("settings.password")
         else:
             try:
-                members.check_password_rule(new)
+                members.check_password_rule(new, (m.login_id, m.name, m.email))
             except members.MemberError as exc:
                 errors["new_password"] = str(exc)
             else:

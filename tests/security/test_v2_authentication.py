@@ -274,3 +274,73 @@ def test_v2_2_1_operators_can_unlock_from_the_command_line(app, runner, member):
         )
     missing = runner.invoke(args=["members", "unlock-2fa", "nobody"])
     assert missing.exit_code == 1 and "nobody" in missing.output
+
+
+@pytest.mark.parametrize(
+    ("new_password", "reason"),
+    [
+        ("password1234", "よく使われているパスワードや、その一部です。"),
+        ("Password123!", "よく使われているパスワードや、その一部です。"),
+        ("qwertyuiopas", "よく使われているパスワードや、その一部です。"),
+        ("alice1234567", "ログインID・氏名・メールアドレスを含めないでください。"),
+        ("aaaaaaaaaaaaaaaa", "同じ文字や文字列の繰り返しは推測されやすくなります。"),
+        ("abcdefghijklmn", "「abc」「123」のような連続した文字は推測されやすくなります。"),
+        ("199012311990", "日付や年は推測されやすくなります。"),
+    ],
+)
+def test_v2_1_7_common_and_guessable_passwords_are_refused_with_a_reason(
+    app, client, member, new_password, reason
+):
+    from portal import members
+
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    response = client.post(
+        "/settings/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": new_password,
+            "new_password_confirm": new_password,
+        },
+    )
+    assert response.status_code == 200
+    assert "このパスワードは推測されやすいため使えません。" in response.text
+    assert reason in response.text
+    with app.app_context():
+        assert members.check_password(members.find("alice"), PASSWORD)
+
+
+def test_v2_1_7_the_command_line_refuses_them_too(app, runner):
+    result = runner.invoke(
+        args=["members", "create", "carol", "--email", "c@example.com", "--password-stdin"],
+        input="password1234\n",
+    )
+    assert result.exit_code == 1 and "推測されやすい" in result.output
+    from portal import members
+
+    with app.app_context():
+        assert members.find("carol") is None
+
+
+@pytest.mark.parametrize(
+    "passphrase",
+    [
+        "correct horse battery staple",  # no digits, no capitals, no symbols: fine
+        "ねこ が すき な ひと と いぬ",  # any Unicode (ASVS 2.1.4)
+        "x" * 2 + "Zq8#Lm2@Vb7$" + "long tail " * 100,  # past zxcvbn's 72 characters
+    ],
+)
+def test_v2_1_9_strong_passwords_need_no_composition_rules(app, client, member, passphrase):
+    from portal import members
+
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    response = client.post(
+        "/settings/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": passphrase,
+            "new_password_confirm": passphrase,
+        },
+    )
+    assert response.status_code == 302, response.text
+    with app.app_context():
+        assert members.check_password(members.find("alice"), passphrase)
