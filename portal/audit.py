@@ -42,6 +42,7 @@ EVENTS = {
     "admin.page_saved": _l("メンバーページの保存"),
     "admin.page_deleted": _l("メンバーページの削除"),
     "admin.operator_granted": _l("管理者権限の付与"),
+    "admin.export": _l("個人データのエクスポート"),
 }
 
 

@@ -96,6 +96,11 @@ def list_members(tfa, as_csv):
     from .admin.queries import MemberFilter, iter_members
 
     rows = iter_members(MemberFilter(tfa=tfa or ""))
+    from . import audit
+
+    audit.record(
+        "admin.export", actor_label="cli", export="members list", filters={"tfa": tfa or ""}
+    )
     if as_csv:
         writer = csv_module.writer(sys.stdout)
         writer.writerow(["login_id", "name", "email", "methods", "recovery_codes_left"])

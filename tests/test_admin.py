@@ -227,6 +227,35 @@ def test_csv_neutralises_every_formula_start():
     assert admin_common.safe_cell("safe") == "safe"
 
 
+@pytest.mark.parametrize("start", ["＝", "＋", "－", "＠", "﹦", "﹢"])
+def test_csv_neutralises_full_width_formula_starts(start):
+    """Japanese Excel reads full-width signs as formula starts too (NFKC first)."""
+    assert admin_common.safe_cell(start + "HYPERLINK(1)") == "'" + start + "HYPERLINK(1)"
+    assert admin_common.safe_cell("田中" + start) == "田中" + start
+
+
+def test_full_width_formula_in_a_name_is_neutralised_in_the_export(app, admin_client):
+    with app.app_context():
+        members.create("fwd", email="fw@example.com", password=PASSWORD, name="＝cmd|' /C calc'!A0")
+    rows = list(
+        csv.reader(io.StringIO(admin_client.get("/admin/members.csv").data.decode("utf-8-sig")))
+    )
+    assert {r[0]: r for r in rows[1:]}["fwd"][1] == "'＝cmd|' /C calc'!A0"
+
+
+def test_exports_of_personal_data_are_audited(app, admin_client, runner):
+    admin_client.get("/admin/members.csv?tfa=off&q=example")
+    admin_client.get("/admin/audit.csv?event=signin.success")
+    runner.invoke(args=["members", "list", "--csv"])
+    with app.app_context():
+        exports = db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.event == "admin.export").order_by(AuditEvent.id)
+        ).all()
+    assert [e.actor_label for e in exports] == ["boss", "boss", "cli"]
+    assert '"export": "members.csv"' in exports[0].detail and '"tfa": "off"' in exports[0].detail
+    assert '"export": "audit.csv"' in exports[1].detail and "signin.success" in exports[1].detail
+
+
 # --- member detail and reset ----------------------------------------------------------
 
 

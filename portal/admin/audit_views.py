@@ -48,11 +48,18 @@ def _parse_filter() -> tuple[AuditFilter, dict[str, str]]:
     return flt, errors
 
 
+def _filter_args() -> dict[str, str]:
+    """The filter as typed, for the pager links and the export's audit row."""
+    return {
+        k: request.args[k][:100] for k in ("member", "event", "from", "to") if request.args.get(k)
+    }
+
+
 @bp.route("/audit")
 def audit_log() -> ResponseReturnValue:
     flt, errors = _parse_filter()
     events, next_before = audit_page(flt, id_arg("before"), PAGE_SIZE)
-    args = {k: request.args[k] for k in ("member", "event", "from", "to") if request.args.get(k)}
+    args = _filter_args()
     return render(
         "admin/audit.html",
         "admin/_audit_table.html",
@@ -68,6 +75,7 @@ def audit_log() -> ResponseReturnValue:
 @bp.route("/audit.csv")
 def audit_csv() -> ResponseReturnValue:
     flt, _errors = _parse_filter()
+    audit.record_request("admin.export", export="audit.csv", filters=_filter_args())
     rows = (
         [
             format_datetime(e.created_at, "yyyy-MM-dd HH:mm:ss"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterable, Iterator
 
 from flask import Response, request, stream_with_context
@@ -33,9 +34,11 @@ def ask_for_second_step(next_url: str) -> Response:
 
 def safe_cell(value: object) -> str:
     """Spreadsheets run cells that start with = + - @ (or tab/CR) as formulas: prefix
-    them with ' so an attacker-chosen name cannot become a formula in Excel."""
+    them with ' so an attacker-chosen name cannot become a formula in Excel. Japanese
+    Excel also reads the full-width ＝ ＋ － ＠ as formula signs, so the check looks at
+    the NFKC form (the cell itself keeps what the member typed)."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if unicodedata.normalize("NFKC", text).startswith(FORMULA_STARTS) else text
 
 
 def csv_response(filename: str, header: list[str], rows: Iterable[list[object]]) -> Response:

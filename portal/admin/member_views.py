@@ -38,6 +38,8 @@ def members_list() -> ResponseReturnValue:
 @bp.route("/members.csv")
 def members_csv() -> ResponseReturnValue:
     flt = MemberFilter.from_args(request.args)
+    # Every member's address leaves the portal: who took it, when, with which filter.
+    audit.record_request("admin.export", export="members.csv", filters=flt.as_args())
 
     def fmt(value) -> str:
         return format_datetime(value, "yyyy-MM-dd HH:mm") if value else ""
