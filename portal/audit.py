@@ -28,6 +28,7 @@ EVENTS = {
     "signin.throttled": _l("ログイン試行の制限"),
     "request.throttled": _l("操作回数の制限"),
     "signout": _l("ログアウト"),
+    "sessions.ended_others": _l("ほかの端末からのサインアウト"),
     "admin.signin": _l("管理者のログイン"),
     "reauth.failed": _l("本人確認の失敗"),
     "method.enabled": _l("2段階認証の設定"),

@@ -235,6 +235,19 @@ class AuditEvent(db.Model):
     detail: Mapped[str] = mapped_column(Text, default="{}")  # small JSON object
 
 
+class SpentSignIn(db.Model):
+    """Pending sign-ins (password done) whose second step already succeeded.
+
+    The pending state lives in the signed cookie, so a copy of that cookie would
+    otherwise allow a second sign-in with another code until it expires (5 minutes).
+    Only a keyed hash of the pending sign-in's nonce is kept, until then."""
+
+    __tablename__ = "spent_sign_in"
+
+    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class MemberPage(db.Model):
     """An operator's HTML page inside the member area, shown only after sign-in."""
 
@@ -257,6 +270,7 @@ __all__ = [
     "CodeSend",
     "Member",
     "RecoveryCode",
+    "SpentSignIn",
     "TotpCredential",
     "TotpEnrolment",
     "utcnow",

@@ -6,17 +6,21 @@ and timestamps, never a secret.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, flash, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 
 from .extensions import db, login_manager
-from .models import Member
+from .models import Member, SpentSignIn
 from .web.htmx import is_htmx, redirect_to
 
 PENDING = "pending"
@@ -44,6 +48,7 @@ class Pending:
     member: Member
     next: str | None
     method: str  # the second-step method being used: "app", "email" or "sms"
+    nonce: str = ""
 
 
 def begin_pending(member: Member, next_url: str | None, method: str) -> None:
@@ -55,6 +60,7 @@ def begin_pending(member: Member, next_url: str | None, method: str) -> None:
         "at": now().timestamp(),
         "next": safe_next(next_url),
         "method": method,
+        "nonce": secrets.token_urlsafe(24),
     }
 
 
@@ -76,7 +82,33 @@ def pending() -> Pending | None:
     member = db.session.get(Member, data.get("mid"))
     if member is None or member.session_generation != data.get("gen"):
         return None
-    return Pending(member, data.get("next"), str(data.get("method") or "app"))
+    nonce = data.get("nonce")
+    if not isinstance(nonce, str) or not nonce:
+        return None
+    if db.session.get(SpentSignIn, _nonce_hash(nonce)) is not None:
+        return None  # its second step already succeeded: a copy of the cookie is dead
+    return Pending(member, data.get("next"), str(data.get("method") or "app"), nonce)
+
+
+def _nonce_hash(nonce: str) -> str:
+    return hmac.new(
+        current_app.secret_key.encode(), f"pending:{nonce}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def spend_pending(state: Pending) -> bool:
+    """Mark the pending sign-in used, once: False if another request (a copy of the
+    cookie) already completed it. Expired marks are cleared on the way."""
+    stamp = now()
+    db.session.execute(delete(SpentSignIn).where(SpentSignIn.expires_at < stamp))
+    lifetime = timedelta(seconds=current_app.config["PORTAL_PENDING_SECONDS"] + 60)
+    db.session.add(SpentSignIn(nonce_hash=_nonce_hash(state.nonce), expires_at=stamp + lifetime))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    return True
 
 
 def drop_stale_pending() -> None:

@@ -25,6 +25,7 @@ POST_ROUTES = {
     "/settings/2fa/<any(email, sms):kind>/send": "/settings/2fa/sms/send",
     "/settings/2fa/preferred": "/settings/2fa/preferred",
     "/settings/2fa/recovery/regenerate": "/settings/2fa/recovery/regenerate",
+    "/settings/sessions/end-others": "/settings/sessions/end-others",
     "/settings/profile": "/settings/profile",
     "/settings/profile/confirm": "/settings/profile/confirm",
     "/settings/password": "/settings/password",

@@ -177,6 +177,9 @@ def _second_step(
     elif form.validate_on_submit():
         method = "recovery" if recovery_step else state.method
         result = check(state, getattr(form, field).data, now)
+        if result.ok and not sessions.spend_pending(state):
+            # A copy of this pending cookie completed the sign-in a moment ago.
+            return redirect_to(url_for("auth.login"))
         if result.ok:
             response = _finish(state, method)
             if on_success:

@@ -7,7 +7,7 @@ method needs a recent second step (10 minutes); a stale session is first asked f
 
 from __future__ import annotations
 
-from flask import redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
@@ -189,3 +189,14 @@ def announce_enabled(kind: str) -> None:
         method=METHOD_NAMES[kind],
         **notices.request_details(),
     )
+
+
+@bp.route("/sessions/end-others", methods=["POST"])
+def end_other_sessions() -> ResponseReturnValue:
+    """すべての端末からサインアウト: every session of the member ends but this one (a
+    forgotten shared PC, a lost phone). Protective, so it asks for no re-authentication."""
+    if ActionForm().validate_on_submit():
+        sessions.end_other_sessions(member())
+        audit.record_request("sessions.ended_others")
+        flash(_("ほかのすべての端末からサインアウトしました。"))
+    return redirect_to(url_for("settings.index"))
