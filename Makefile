@@ -24,6 +24,7 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 	scripts/ensure-chromium.sh
+	scripts/ensure-redis.sh
 
 run: install
 	$(BIN)/flask --app wsgi db upgrade
