@@ -29,7 +29,7 @@ def report(member: Member, lock: Lock | None, method: str | None) -> None:
 
 def refusal(lock: Lock, now: datetime) -> tuple[str, int, int | None]:
     """The message, status and Retry-After for a locked second step: 429 until the
-    lock's end, 403 when only an operator can lift it."""
+    lock's end, 423 (Locked) when only an operator can lift it: no time to retry after."""
     if lock.permanent:
-        return lock_message(None), 403, None
+        return lock_message(None), 423, None
     return lock_message(lock.until, now), 429, max(1, int((lock.until - now).total_seconds()))
