@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_ISSUER": "Member Portal",
     "PORTAL_HTTPS": False,
     "PORTAL_SESSION_HOURS": 12,
+    "PORTAL_IDLE_MINUTES": 30,  # a signed-in session left alone this long ends
     # Two-step verification rules (SPEC "Sign-in flow", core issue)
     "PORTAL_PENDING_SECONDS": 5 * 60,
     "PORTAL_REAUTH_SECONDS": 10 * 60,
@@ -224,6 +225,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_ISSUER": ("PORTAL_ISSUER", parse_str),
     "PORTAL_HTTPS": ("PORTAL_HTTPS", parse_bool),
     "PORTAL_SESSION_HOURS": ("PORTAL_SESSION_HOURS", int_at_least(1)),
+    "PORTAL_IDLE_MINUTES": ("PORTAL_IDLE_MINUTES", int_at_least(1)),
     "PORTAL_PASSWORD_MIN_SCORE": ("PORTAL_PASSWORD_MIN_SCORE", parse_score),
     "REDIS_URL": ("REDIS_URL", parse_redis_url),
     "PORTAL_TIMEZONE": ("BABEL_DEFAULT_TIMEZONE", parse_timezone),

@@ -166,8 +166,9 @@ def authenticate(login_id: str, password: str) -> Member | None:
     An unknown ID is checked against a dummy hash, so both failures cost one argon2
     verification and take the same time (no account enumeration by timing).
     """
+    dummy = _dummy_hash()  # made on first use in this process, whichever path is taken
     member = find(login_id) if LOGIN_ID_RE.fullmatch(login_id.strip()) else None
-    stored = member.password_hash if member is not None else _dummy_hash()
+    stored = member.password_hash if member is not None else dummy
     try:
         hasher().verify(stored, password)
     except (VerificationError, InvalidHashError):

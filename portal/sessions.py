@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, flash, request, session, url_for
+from flask import Flask, current_app, flash, g, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import delete
@@ -24,6 +24,7 @@ from .models import Member, SpentSignIn
 from .web.htmx import is_htmx, redirect_to
 
 PENDING = "pending"
+SEEN_RESOLUTION = 60  # seconds between writes of a session's last-seen time
 
 
 def now() -> datetime:
@@ -134,14 +135,14 @@ def complete_sign_in(member: Member, *, second_step: bool) -> None:
     session.permanent = True
     session["sid"] = secrets.token_urlsafe(24)
     stamp = now().timestamp()
-    session["auth_at"] = stamp
+    session["auth_at"] = session["seen_at"] = stamp
     if second_step:
         session["tfa_at"] = stamp
 
 
 def mark_reauthenticated(*, second_step: bool) -> None:
     stamp = now().timestamp()
-    session["auth_at"] = stamp
+    session["auth_at"] = session["seen_at"] = stamp
     if second_step:
         session["tfa_at"] = stamp
 
@@ -192,9 +193,19 @@ def init_app(app: Flask) -> None:
         if member is None or member.session_generation != generation:
             return None
         # Absolute lifetime, counted from sign-in (or the last re-authentication).
+        stamp = now().timestamp()
         lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
-        if now().timestamp() - float(session.get("auth_at", 0)) > lifetime:
+        if stamp - float(session.get("auth_at", 0)) > lifetime:
             return None
+        # Idle lifetime (ASVS 3.3.2): a session left alone ends, however young.
+        seen = float(session.get("seen_at", session.get("auth_at", 0)))
+        if stamp - seen > current_app.config["PORTAL_IDLE_MINUTES"] * 60:
+            g.session_idle = True
+            return None
+        if stamp - seen > SEEN_RESOLUTION:
+            # Written back at most once a minute, so parallel requests seldom race to
+            # set the cookie.
+            session["seen_at"] = stamp
         return member
 
     @login_manager.unauthorized_handler
@@ -202,6 +213,11 @@ def init_app(app: Flask) -> None:
         if pending() is not None:
             return redirect_to(url_for("auth.verify"))
         drop_stale_pending()
+        if g.pop("session_idle", False):
+            session.clear()
+            flash(
+                _("しばらく操作がなかったため、ログアウトしました。もう一度ログインしてください。")
+            )
         target = None
         if request.method == "GET" and not is_htmx():
             target = safe_next(request.full_path.rstrip("?"))

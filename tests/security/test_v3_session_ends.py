@@ -113,3 +113,37 @@ def test_v3_3_4_signing_out_others_works_without_javascript_and_needs_csrf(app, 
         client.post("/settings/sessions/end-others", data={"csrf_token": token}).status_code == 302
     )
     assert other.get("/").status_code == 302 and client.get("/").status_code == 200
+
+
+def test_v3_3_2_a_session_left_alone_for_30_minutes_ends(app, client, auth, member_with_totp):
+    _, totp_obj, _ = member_with_totp
+    auth.full_login(totp_obj)
+    with client.session_transaction() as s:
+        s["seen_at"] -= 31 * 60
+    response = client.get("/settings/2fa")
+    assert response.status_code == 302
+    assert response.location.startswith("/login?next=")
+    page = client.get(response.location).text
+    assert "しばらく操作がなかったため、ログアウトしました。" in page
+    assert client.get("/").status_code == 302  # the session does not come back
+
+
+def test_v3_3_2_activity_keeps_a_session_alive(app, client, auth, member_with_totp):
+    _, totp_obj, _ = member_with_totp
+    auth.full_login(totp_obj)
+    for _ in range(3):  # 3 × 20 minutes of use, each request within the idle limit
+        with client.session_transaction() as s:
+            s["seen_at"] -= 20 * 60
+            s["auth_at"] -= 20 * 60
+        assert client.get("/").status_code == 200
+
+
+@pytest.mark.settings(PORTAL_IDLE_MINUTES=5)
+def test_v3_3_2_the_idle_limit_follows_portal_idle_minutes(app, client, member):
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    with client.session_transaction() as s:
+        s["seen_at"] -= 4 * 60
+    assert client.get("/").status_code == 200
+    with client.session_transaction() as s:
+        s["seen_at"] -= 6 * 60
+    assert client.get("/").status_code == 302

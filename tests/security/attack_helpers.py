@@ -1,0 +1,258 @@
+"""Shared by the ASVS attack tests: every URL of the app with sample values, accounts
+with real authenticator secrets, snapshots of what an attack must not change, and
+readers for cookies and redirects as a browser sees them."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pyotp
+from conftest import PASSWORD, extract_csrf
+
+from portal import members, twofactor
+from portal.extensions import db
+from portal.models import AuditEvent, MemberPage, RecoveryCode, TotpCredential
+from portal.twofactor import totp
+
+# Sample values for the URL converters. A route with a converter or argument not
+# listed here makes the walks fail loudly instead of silently skipping the route.
+SAMPLES = {"login_id": "alice", "page_id": "1", "slug": "x"}
+CONVERTER = re.compile(r"<(?:(?P<conv>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
+
+# The pages a pending (password-only) sign-in may use, and what a visitor may use.
+SECOND_STEP_URLS = {
+    "/login",
+    "/login/verify",
+    "/login/recovery",
+    "/login/resend",
+    "/login/method",
+    "/logout",
+}
+
+
+def _fillings(rule: str) -> list[str]:
+    options: list[list[tuple[str, str]]] = []
+    for match in CONVERTER.finditer(rule):
+        conv, args, name = match.group("conv"), match.group("args"), match.group("name")
+        if conv == "any":
+            values = [a.strip().strip("'\"") for a in (args or "").split(",") if a.strip()]
+        elif conv in (None, "default", "string", "int") and name in SAMPLES:
+            values = [SAMPLES[name]]
+        else:
+            raise AssertionError(f"no sample value for {match.group(0)} in {rule}")
+        options.append([(match.group(0), v) for v in values])
+    urls = []
+    for combo in itertools.product(*options):
+        url = rule
+        for placeholder, value in combo:
+            url = url.replace(placeholder, value, 1)
+        urls.append(url)
+    return urls
+
+
+def every_route(app, methods=("GET", "POST")) -> list[tuple[str, str]]:
+    """(method, url) for every rule of the URL map but ``static``, converters filled in
+    with sample values (one URL per option of an ``any`` converter). A method a rule
+    does not allow is included too: the answer must then be 405 (or a redirect)."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for url in _fillings(rule.rule):
+            for method in methods:
+                found.append((method, url))
+    return sorted(set(found))
+
+
+def allowed(app, method: str, url: str) -> bool:
+    adapter = app.url_map.bind("localhost")
+    return adapter.test(url, method=method)
+
+
+def post_routes(app) -> list[str]:
+    """Every URL (sample values filled in) whose rule accepts POST."""
+    found = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint != "static" and "POST" in (rule.methods or set()):
+            found.update(_fillings(rule.rule))
+    return sorted(found)
+
+
+# Form fields every state-changing form of the portal reads, set to harmful values.
+HARMFUL_FORM = {
+    "name": "hacked",
+    "email": "attacker@evil.example",
+    "phone": "09087654321",
+    "current_password": PASSWORD,
+    "new_password": "attacker chosen password",
+    "new_password_confirm": "attacker chosen password",
+    "password": PASSWORD,
+    "confirm": "y",
+    "code": "123456",
+    "recovery_code": "aaaaa-aaaaa",
+    "method": "email",
+    "kind": "email",
+    "title": "defaced",
+    "slug": "defaced",
+    "body": "<p>defaced</p>",
+}
+
+
+# --- accounts ---------------------------------------------------------------------------
+
+
+@dataclass
+class Account:
+    id: int
+    login_id: str
+    password: str
+    totp: pyotp.TOTP | None
+    codes: list[str]
+
+    def code(self, steps: int = 0) -> str:
+        """An app code ``steps`` time steps from now (each step is accepted once)."""
+        assert self.totp is not None
+        return self.totp.at(datetime.now(UTC) + timedelta(seconds=30 * steps))
+
+
+def add_member(
+    app,
+    login_id: str,
+    *,
+    name: str = "",
+    email: str | None = None,
+    phone: str = "",
+    password: str = PASSWORD,
+    operator: bool = False,
+    app_2fa: bool = True,
+) -> Account:
+    """A member; with ``app_2fa`` an authenticator app enrolled at an old time step (so
+    every code from now on is fresh) and its recovery codes."""
+    with app.app_context():
+        m = members.create(
+            login_id,
+            email=email or f"{login_id}@example.com",
+            password=password,
+            name=name,
+            phone=phone,
+            is_operator=operator,
+        )
+        totp_obj, codes = None, []
+        if app_2fa:
+            earlier = datetime(2020, 1, 1, tzinfo=UTC)
+            secret = totp.begin_enrolment(m, earlier, "attack-fixture")
+            totp_obj = pyotp.TOTP(secret)
+            status, codes = twofactor.enable_app(
+                m, totp_obj.at(earlier), earlier, "attack-fixture", replace=False
+            )
+            assert status is twofactor.Enrolment.OK
+        return Account(m.id, login_id, password, totp_obj, list(codes))
+
+
+def sign_in(client, account: Account, steps: int = 0, **kw):
+    """Password, then (when the account has an app) the app code ``steps`` ahead."""
+    data = {"login_id": account.login_id, "password": account.password}
+    response = client.post("/login", data=data, **kw)
+    if account.totp is None:
+        assert response.location == "/", response.text
+        return response
+    assert response.location == "/login/verify", response.text
+    response = client.post("/login/verify", data={"code": account.code(steps)}, **kw)
+    assert response.status_code in (200, 302) and "認証コード" not in response.text, response.text
+    return response
+
+
+def sign_in_with_csrf(client, account: Account, steps: int = 0) -> str:
+    """The same with CSRF protection on; returns the signed-in session's token."""
+    token = extract_csrf(client.get("/login").text)
+    data = {"login_id": account.login_id, "password": account.password, "csrf_token": token}
+    response = client.post("/login", data=data)
+    if account.totp is not None:
+        assert response.location == "/login/verify", response.text
+        token = extract_csrf(client.get("/login/verify").text)
+        response = client.post(
+            "/login/verify", data={"code": account.code(steps), "csrf_token": token}
+        )
+    assert response.location == "/", response.text
+    return extract_csrf(client.get("/").text)
+
+
+# --- what an attack must not change -----------------------------------------------------
+
+
+def member_state(app, login_id: str) -> dict:
+    """Everything about a member an attacker would want to change."""
+    with app.app_context():
+        m = members.find(login_id)
+        cred = db.session.scalar(db.select(TotpCredential).where(TotpCredential.member_id == m.id))
+        unused = db.session.scalar(
+            db.select(db.func.count(RecoveryCode.id)).where(
+                RecoveryCode.member_id == m.id, RecoveryCode.used_at.is_(None)
+            )
+        )
+        return {
+            "name": m.name,
+            "email": m.email,
+            "phone": m.phone,
+            "password_hash": m.password_hash,
+            "session_generation": m.session_generation,
+            "preferred_method": m.preferred_method,
+            "is_operator": m.is_operator,
+            "methods": twofactor.enabled_methods(m),
+            "app_secret": cred.secret_encrypted if cred else None,
+            "unused_recovery_codes": unused,
+        }
+
+
+def pages_state(app) -> list[tuple]:
+    with app.app_context():
+        return [
+            (p.id, p.slug, p.title, p.body)
+            for p in db.session.scalars(db.select(MemberPage).order_by(MemberPage.id))
+        ]
+
+
+def audit_count(app, event: str | None = None) -> int:
+    with app.app_context():
+        stmt = db.select(db.func.count(AuditEvent.id))
+        if event is not None:
+            stmt = stmt.where(AuditEvent.event == event)
+        return db.session.scalar(stmt)
+
+
+# --- what the browser sees --------------------------------------------------------------
+
+
+def set_cookies(response) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each Set-Cookie header as name -> (value, {attribute (lower case): value})."""
+    found = {}
+    for header in response.headers.getlist("Set-Cookie"):
+        first, *rest = [part.strip() for part in header.split(";")]
+        name, _, value = first.partition("=")
+        attrs = {}
+        for part in rest:
+            key, _, val = part.partition("=")
+            attrs[key.strip().lower()] = val.strip()
+        found[name] = (value, attrs)
+    return found
+
+
+def redirect_target(response) -> str | None:
+    """Where the browser is sent: Location, or htmx's HX-Redirect."""
+    return response.headers.get("HX-Redirect") or response.headers.get("Location")
+
+
+def is_local_path(target: str) -> bool:
+    """A path on this site as a browser reads it: one leading "/" and no second "/" or
+    "\\" after it (browsers drop tabs and newlines first and read "\\" as "/"), no
+    scheme or host, nothing but printable ASCII (a header value)."""
+    if not target.isascii() or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in target):
+        return False
+    if not target.startswith("/") or target[1:2] in ("/", "\\"):
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc
