@@ -276,6 +276,19 @@ def test_v2_2_1_operators_can_unlock_from_the_command_line(app, runner, member):
     assert missing.exit_code == 1 and "nobody" in missing.output
 
 
+def change_password(client, new_password):
+    """Sign in as alice (no 2FA) and ask for a new password on the password page."""
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    return client.post(
+        "/settings/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": new_password,
+            "new_password_confirm": new_password,
+        },
+    )
+
+
 @pytest.mark.parametrize(
     ("new_password", "reason"),
     [
@@ -293,15 +306,7 @@ def test_v2_1_7_common_and_guessable_passwords_are_refused_with_a_reason(
 ):
     from portal import members
 
-    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
-    response = client.post(
-        "/settings/password",
-        data={
-            "current_password": PASSWORD,
-            "new_password": new_password,
-            "new_password_confirm": new_password,
-        },
-    )
+    response = change_password(client, new_password)
     assert response.status_code == 200
     assert "このパスワードは推測されやすいため使えません。" in response.text
     assert reason in response.text
@@ -332,15 +337,7 @@ def test_v2_1_7_the_command_line_refuses_them_too(app, runner):
 def test_v2_1_9_strong_passwords_need_no_composition_rules(app, client, member, passphrase):
     from portal import members
 
-    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
-    response = client.post(
-        "/settings/password",
-        data={
-            "current_password": PASSWORD,
-            "new_password": passphrase,
-            "new_password_confirm": passphrase,
-        },
-    )
+    response = change_password(client, passphrase)
     assert response.status_code == 302, response.text
     with app.app_context():
         assert members.check_password(members.find("alice"), passphrase)
