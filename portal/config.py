@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_LIMIT_LOGIN_ACCOUNT_ADDRESS": "5 per minute;20 per hour",
     # Failed password checks of one account from anywhere: loose, so strangers can slow
     # but not block the owner; a browser that signed in before is never held by it.
-    "PORTAL_LIMIT_LOGIN_ACCOUNT": "30 per minute;300 per hour",
+    "PORTAL_LIMIT_LOGIN_ACCOUNT": "20 per minute;100 per hour",
     # Failed password checks from a browser that signed in to the account before.
     "PORTAL_LIMIT_LOGIN_DEVICE": "10 per minute;50 per hour",
     # Second-step POSTs per client address (the member lockout bounds guesses per account).

@@ -331,7 +331,7 @@ def test_v2_1_7_the_command_line_refuses_them_too(app, runner):
     [
         "correct horse battery staple",  # no digits, no capitals, no symbols: fine
         "ねこ が すき な ひと と いぬ",  # any Unicode (ASVS 2.1.4)
-        "x" * 2 + "Zq8#Lm2@Vb7$" + "long tail " * 100,  # past zxcvbn's 72 characters
+        "Zq8#Lm2@Vb7$" + "long tail " * 11 + "end!",  # 126: past zxcvbn's 72 characters
     ],
 )
 def test_v2_1_9_strong_passwords_need_no_composition_rules(app, client, member, passphrase):
@@ -341,3 +341,15 @@ def test_v2_1_9_strong_passwords_need_no_composition_rules(app, client, member, 
     assert response.status_code == 302, response.text
     with app.app_context():
         assert members.check_password(members.find("alice"), passphrase)
+
+
+def test_v2_1_2_a_128_character_password_is_allowed_and_129_refused(app, client, member):
+    from portal import members
+
+    long_enough = ("Zq8#Lm2@Vb7$ tail " * 8)[:128]
+    too_long = long_enough + "x"
+    refused = change_password(client, too_long)
+    assert "パスワードは12文字以上128文字以内で入力してください。" in refused.text
+    assert change_password(app.test_client(), long_enough).status_code == 302
+    with app.app_context():
+        assert members.check_password(members.find("alice"), long_enough)
