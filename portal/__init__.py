@@ -76,6 +76,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             )
         if not app.config["MAIL_SERVER"]:
             app.logger.warning("MAIL_SERVER is not set: no mail (codes, notices) can be sent.")
+        elif not (app.config["MAIL_USE_TLS"] or app.config["MAIL_USE_SSL"]) and app.config[
+            "MAIL_SERVER"
+        ] not in ("localhost", "127.0.0.1", "::1"):
+            app.logger.warning(
+                "MAIL_USE_TLS and MAIL_USE_SSL are off: codes travel to %s unencrypted.",
+                app.config["MAIL_SERVER"],
+            )
+        if (app.config["PORTAL_SMS_GATEWAY_URL"] or "").startswith("http://"):
+            app.logger.warning("PORTAL_SMS_GATEWAY_URL is http://: SMS codes travel unencrypted.")
         if app.config["PORTAL_SMS_BACKEND"] == "console":
             app.logger.warning(
                 "PORTAL_SMS_BACKEND is 'console': SMS codes cannot be sent in production."

@@ -169,7 +169,12 @@ def grant_operator(login_id):
 @click.command("demo-accounts")
 @with_appcontext
 def demo_accounts():
-    """Make sure ``demo`` and ``admin`` exist, give both fresh passwords, print them."""
+    """Make sure ``demo`` and ``admin`` exist, give both fresh passwords, print them.
+    Development only: a well-known operator account has no place on a real site."""
+    from flask import current_app
+
+    if current_app.config["PORTAL_ENV"] != "development":
+        fail("demo-accounts only runs with PORTAL_ENV=development")
     for login_id, operator in (("demo", False), ("admin", True)):
         password = secrets.token_urlsafe(12)
         member = members.find(login_id)

@@ -308,8 +308,9 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
                 "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
                 "or set PORTAL_ENV=development on a developer machine."
             )
-    if len(config["SECRET_KEY"]) < 32:
-        raise ConfigError("SECRET_KEY is too short: use at least 32 random characters")
+    for key in ("SECRET_KEY", "PORTAL_HMAC_KEY"):
+        if config.get(key) is not None and len(config[key]) < 32:
+            raise ConfigError(f"{key} is too short: use at least 32 random characters")
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         Path(instance_path).mkdir(parents=True, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(Path(instance_path) / "portal.db")

@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pyotp
 import pytest
 from conftest import OPERATOR_PASSWORD, PASSWORD, enrol_app
 from mail_server import body_text
@@ -406,6 +407,9 @@ def test_security_events_are_audited(app, client, member_with_totp, operator):
     client.post("/login/recovery", data={"recovery_code": codes[0]})
     client.post("/settings/2fa/recovery/regenerate")
     client.post("/settings/2fa/app/disable", data={"confirm": "y"})
+    page = client.get("/settings/2fa/app/setup").text
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
+    client.post("/settings/2fa/app/setup", data={"code": pyotp.TOTP(secret).now()})
     client.post("/logout")
     with app.app_context():
         events = [
@@ -420,6 +424,7 @@ def test_security_events_are_audited(app, client, member_with_totp, operator):
         ("recovery.used", None, "alice"),
         ("recovery.regenerated", None, "alice"),
         ("method.disabled", "app", "alice"),
+        ("method.enabled", "app", "alice"),
         ("signout", None, "alice"),
     ]
     assert PASSWORD not in details and "wrong password" not in details and codes[0] not in details

@@ -108,3 +108,22 @@ def test_time_zone_from_environment(env):
     env.setenv("PORTAL_TIMEZONE", "Mars/Olympus")
     with pytest.raises(ConfigError, match="PORTAL_TIMEZONE"):
         create_app()
+
+
+def test_a_short_hmac_key_stops_start_up(env):
+    env.setenv("SECRET_KEY", "k" * 40)
+    env.setenv("PORTAL_HMAC_KEY", "short")
+    with pytest.raises(ConfigError, match="PORTAL_HMAC_KEY is too short"):
+        create_app()
+
+
+def test_production_warns_when_codes_would_travel_unencrypted(env, caplog):
+    env.setenv("SECRET_KEY", "k" * 40)
+    env.setenv("MAIL_SERVER", "mail.example.com")
+    env.setenv("PORTAL_BASE_URL", "https://portal.example.com")
+    env.setenv("PORTAL_SMS_BACKEND", "http")
+    env.setenv("PORTAL_SMS_GATEWAY_URL", "http://sms.example.com/send")
+    env.setenv("PORTAL_SMS_GATEWAY_TOKEN", "t")
+    create_app()
+    assert "codes travel to mail.example.com unencrypted" in caplog.text
+    assert "PORTAL_SMS_GATEWAY_URL is http://" in caplog.text

@@ -137,6 +137,7 @@ def test_cli_set_password_errors(runner, member):
     assert result.exit_code == 1 and "パスワード" in result.output
 
 
+@pytest.mark.settings(PORTAL_ENV="development")
 def test_demo_accounts_are_created_then_refreshed(app, runner):
     first = runner.invoke(args=["demo-accounts"])
     assert first.exit_code == 0
@@ -146,3 +147,11 @@ def test_demo_accounts_are_created_then_refreshed(app, runner):
         assert members.find("admin").is_operator and not members.find("demo").is_operator
         demo_password = second.output.split("demo")[1].split("password:")[1].split()[0]
         assert members.authenticate("demo", demo_password) is not None
+
+
+def test_demo_accounts_are_refused_in_production(app, runner):
+    """A well-known operator account has no place on a real site (ASVS 2.5.4)."""
+    result = runner.invoke(args=["demo-accounts"])
+    assert result.exit_code == 1 and "PORTAL_ENV=development" in result.output
+    with app.app_context():
+        assert members.find("admin") is None and members.find("demo") is None

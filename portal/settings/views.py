@@ -178,10 +178,12 @@ def recovery_regenerate() -> ResponseReturnValue:
 
 
 def announce_enabled(kind: str) -> None:
-    """After a method is turned on: other sessions end, the member is told by mail."""
+    """After a method is turned on: other sessions end, the event is audited (an
+    intruder adding his own phone is what an operator looks for), the member is told."""
     m = member()
     sessions.mark_reauthenticated(second_step=True)
     sessions.end_other_sessions(m)
+    audit.record_request("method.enabled", method=kind)
     notices.send(
         m,
         "method_enabled",
