@@ -63,12 +63,23 @@ STRENGTH_WINDOW = 72
 
 def weakness(password: str, user_inputs: Sequence[str] = ()) -> str | None:
     """Why the password is too easy to guess, in Japanese; None when it is strong."""
+    return strength(password, user_inputs)[1]
+
+
+def strength(password: str, user_inputs: Sequence[str] = ()) -> tuple[int, str | None]:
+    """zxcvbn's score (0–4) and, below PORTAL_PASSWORD_MIN_SCORE, the reason in Japanese:
+    the same judgement for the live meter on the password page and the final check."""
     from zxcvbn import zxcvbn
 
     inputs = [part for value in user_inputs if value for part in _input_words(value)]
     result = zxcvbn(password[:STRENGTH_WINDOW], user_inputs=inputs)
-    if result["score"] >= current_app.config["PORTAL_PASSWORD_MIN_SCORE"]:
-        return None
+    score = int(result["score"])
+    if score >= current_app.config["PORTAL_PASSWORD_MIN_SCORE"]:
+        return score, None
+    return score, _reason(result)
+
+
+def _reason(result: dict) -> str:
     patterns = {match["pattern"] for match in result["sequence"]}
     dictionaries = {match.get("dictionary_name") for match in result["sequence"]}
     if "user_inputs" in dictionaries:

@@ -29,6 +29,7 @@ POST_ROUTES = {
     "/settings/profile": "/settings/profile",
     "/settings/profile/confirm": "/settings/profile/confirm",
     "/settings/password": "/settings/password",
+    "/settings/password/strength": "/settings/password/strength",
     "/admin/members/<login_id>/reset": "/admin/members/alice/reset",
     "/admin/members/<login_id>/unlock": "/admin/members/alice/unlock",
     "/admin/pages/new": "/admin/pages/new",

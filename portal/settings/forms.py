@@ -49,3 +49,7 @@ class PasswordChangeForm(PortalForm):
         validators=[Length(max=4096)],
         render_kw={"autocomplete": "new-password"},
     )
+
+
+class PasswordStrengthForm(PortalForm):
+    new_password = PasswordField(validators=[Length(max=4096)])

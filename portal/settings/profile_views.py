@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from .. import audit, members, messages, notices, sessions, throttle, twofactor
@@ -21,7 +22,7 @@ from ..twofactor import SendRefused, Status, otp_codes
 from ..web.dialogs import member
 from . import bp
 from .common import mask
-from .forms import ContactConfirmForm, PasswordChangeForm, ProfileForm
+from .forms import ContactConfirmForm, PasswordChangeForm, PasswordStrengthForm, ProfileForm
 
 FIELD_OF = {"email": "email", "sms": "phone"}
 EVENT_OF = {"email": "email_changed", "sms": "phone_changed"}
@@ -214,3 +215,40 @@ def password() -> ResponseReturnValue:
             flash(_("パスワードを変更しました。ほかの端末のログイン状態は解除されました。"))
             return redirect(url_for("settings.password"))
     return render_template("settings/password.html", form=form, errors=errors)
+
+
+STRENGTH_LABELS = {
+    0: _l("とても弱い"),
+    1: _l("弱い"),
+    2: _l("やや弱い"),
+    3: _l("十分"),
+    4: _l("強い"),
+}
+
+
+@bp.route("/password/strength", methods=["POST"])
+def password_strength() -> ResponseReturnValue:
+    """The live strength meter (htmx, as the member types). Judged like the final
+    check, with the member's own ID, name and address as known words."""
+    m = member()
+    form = PasswordStrengthForm()
+    password = (form.new_password.data or "") if form.validate_on_submit() else ""
+    if not password:
+        return render_template("settings/_password_strength.html", score=None)
+    if len(password) < members.PASSWORD_MIN or len(password) > members.PASSWORD_MAX:
+        score, reason = (
+            0,
+            _(
+                "%(min)d文字以上%(max)d文字以内にしてください。",
+                min=members.PASSWORD_MIN,
+                max=members.PASSWORD_MAX,
+            ),
+        )
+    else:
+        score, reason = members.strength(password, (m.login_id, m.name, m.email))
+    return render_template(
+        "settings/_password_strength.html",
+        score=score,
+        label=STRENGTH_LABELS[score],
+        reason=reason,
+    )

@@ -89,7 +89,33 @@
     true
   );
 
+  // A "show password" button beside every password field (ASVS 2.1.12): typing a long
+  // passphrase blind is error-prone. Without JavaScript the field simply stays masked.
+  function addRevealButtons(root) {
+    var body = document.body;
+    root.querySelectorAll('input[type="password"]:not([data-revealable])').forEach(function (input) {
+      input.setAttribute("data-revealable", "");
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "link reveal";
+      button.setAttribute("aria-controls", input.id);
+      button.setAttribute("aria-pressed", "false");
+      button.textContent = body.getAttribute("data-reveal-label");
+      button.addEventListener("click", function () {
+        var shown = input.type === "text";
+        input.type = shown ? "password" : "text";
+        button.setAttribute("aria-pressed", shown ? "false" : "true");
+        button.textContent = body.getAttribute(shown ? "data-reveal-label" : "data-conceal-label");
+      });
+      input.insertAdjacentElement("afterend", button);
+    });
+  }
+  document.addEventListener("htmx:load", function (evt) {
+    addRevealButtons(evt.detail.elt.querySelectorAll ? evt.detail.elt : document);
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     syncConfirmButtons(document);
+    addRevealButtons(document);
   });
 })();

@@ -353,3 +353,29 @@ def test_v2_1_2_a_128_character_password_is_allowed_and_129_refused(app, client,
     assert change_password(app.test_client(), long_enough).status_code == 302
     with app.app_context():
         assert members.check_password(members.find("alice"), long_enough)
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("password1234", "よく使われているパスワードや、その一部です。"),
+        ("alice-alice-alice", "ログインID・氏名・メールアドレスを含めないでください。"),
+        ("short", "12文字以上128文字以内にしてください。"),
+        ("月曜の朝は 珈琲と 古い 地図", "パスワードの強さ：<strong>強い</strong>"),
+        ("", "12文字以上。"),
+    ],
+)
+def test_v2_1_8_the_strength_meter_judges_like_the_final_check(client, member, typed, shown):
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    page = client.get("/settings/password").text
+    assert 'hx-post="/settings/password/strength"' in page and 'id="password-strength"' in page
+    response = client.post(
+        "/settings/password/strength", data={"new_password": typed}, headers={"HX-Request": "1"}
+    )
+    assert response.status_code == 200 and shown in response.text
+    assert typed == "" or typed not in response.text  # the password is never echoed
+
+
+def test_v2_1_8_the_meter_is_for_signed_in_members_only(client, member):
+    response = client.post("/settings/password/strength", data={"new_password": "x" * 20})
+    assert response.status_code == 302 and response.location.startswith("/login")

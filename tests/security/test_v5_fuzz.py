@@ -63,7 +63,12 @@ from portal.auth.forms import LoginForm, RecoveryForm
 from portal.extensions import db
 from portal.models import ContactMethod, Member, MemberPage, RecoveryCode, TotpCredential
 from portal.settings.forms import CodeForm as SettingsCodeForm
-from portal.settings.forms import ContactConfirmForm, PasswordChangeForm, ProfileForm
+from portal.settings.forms import (
+    ContactConfirmForm,
+    PasswordChangeForm,
+    PasswordStrengthForm,
+    ProfileForm,
+)
 from portal.twofactor import lockout
 from portal.web.forms import (
     ActionForm,
@@ -102,6 +107,7 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "settings.profile": (ProfileForm,),
     "settings.profile_confirm": (ContactConfirmForm,),
     "settings.password": (PasswordChangeForm,),
+    "settings.password_strength": (PasswordStrengthForm,),  # judges, stores nothing
     "settings.end_other_sessions": (ActionForm,),
     "admin.member_reset": (ConfirmForm,),
     "admin.member_unlock": (ActionForm,),  # lifts locks only: no compared record changes
@@ -510,6 +516,7 @@ def baseline(endpoint: str, current: dict[str, str]) -> dict | None:
             "new_password": BODY_VALUE,
             "new_password_confirm": BODY_VALUE,
         },
+        "settings.password_strength": {"new_password": BODY_VALUE},
         "settings.preferred": {"method": st.sampled_from(["app", "email", "sms"])},
         "settings.profile_confirm": {"kind": st.sampled_from(["email", "sms"]), "code": NUMBERS},
         "settings.reauth": {
