@@ -379,3 +379,68 @@ def test_v2_1_8_the_strength_meter_judges_like_the_final_check(client, member, t
 def test_v2_1_8_the_meter_is_for_signed_in_members_only(client, member):
     response = client.post("/settings/password/strength", data={"new_password": "x" * 20})
     assert response.status_code == 302 and response.location.startswith("/login")
+
+
+def test_v2_1_3_a_password_is_never_truncated(app, member):
+    """Every character counts: neither a prefix nor the first 72 characters (bcrypt's
+    limit; zxcvbn's scoring window) sign in."""
+    from portal import members
+
+    long_password = "Zq8#Lm2@Vb7$ tail " * 6 + "the very end"
+    with app.app_context():
+        members.set_password(members.find("alice"), long_password)
+    for attempt in (long_password[:-1], long_password[:72], long_password + " "):
+        assert (
+            app.test_client()
+            .post("/login", data={"login_id": "alice", "password": attempt})
+            .status_code
+            == 200
+        )
+    ok = app.test_client().post("/login", data={"login_id": "alice", "password": long_password})
+    assert ok.location == "/"
+
+
+def test_v2_1_11_password_managers_and_paste_are_welcome(client, member):
+    import re
+
+    login = client.get("/login").text
+    assert 'autocomplete="username"' in login and 'autocomplete="current-password"' in login
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    page = client.get("/settings/password").text
+    assert page.count('autocomplete="new-password"') == 2
+    for html in (login, page):
+        assert not re.search(r"on(paste|copy|cut|drop)\s*=", html, re.I)
+        assert 'autocomplete="off"' not in html
+    with client.get("/static/portal.js") as script:
+        assert b"paste" not in script.data  # nothing listens to paste, let alone blocks it
+
+
+def test_v2_4_2_each_password_hash_has_its_own_salt(app, member):
+    from portal import members
+
+    with app.app_context():
+        bob = members.create("bob", email="bob@example.com", password=PASSWORD)
+        alice = members.find("alice")
+        assert alice.password_hash != bob.password_hash
+        salts = [h.split("$")[4] for h in (alice.password_hash, bob.password_hash)]
+        assert salts[0] != salts[1] and all(len(s) >= 22 for s in salts)  # 16 bytes, base64
+
+
+@pytest.mark.wired
+def test_v2_5_5_replacing_the_app_and_regenerating_codes_are_mailed(
+    app, client, auth, member_with_totp, smtp_server
+):
+    import re
+
+    import pyotp
+
+    _, totp_obj, _ = member_with_totp
+    auth.full_login(totp_obj)
+    page = client.get("/settings/2fa/app/replace").text
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
+    done = client.post("/settings/2fa/app/replace", data={"code": pyotp.TOTP(secret).now()})
+    assert "認証アプリを変更しました。" in done.text
+    client.post("/settings/2fa/recovery/regenerate")
+    subjects = [m["Subject"] for m in smtp_server.wait_for(2)]
+    assert any("認証アプリが変更されました" in s for s in subjects)
+    assert any("リカバリーコードが再発行されました" in s for s in subjects)
