@@ -8,6 +8,7 @@ never hold a password, code or secret.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from flask import has_request_context, request
@@ -22,6 +23,7 @@ EVENTS = {
     "signin.success": _l("ログイン成功"),
     "signin.password_failed": _l("ログイン失敗（パスワード）"),
     "signin.second_step_failed": _l("ログイン失敗（2段階認証）"),
+    "signin.code_replayed": _l("使用済みの認証コードの再入力"),
     "signin.locked": _l("2段階認証のロック"),
     "signin.blocked": _l("2段階認証の停止（管理者の解除待ち）"),
     "admin.unlock_2fa": _l("管理者による2段階認証のロック解除"),
@@ -102,4 +104,21 @@ def record_request(
         ip=(request.remote_addr or "") if has_request_context() else "",
         user_agent=(request.user_agent.string or "") if has_request_context() else "",
         **detail,
+    )
+
+
+def happened_since(event: str, subject: Member, since: datetime) -> bool:
+    """Whether ``event`` was recorded for ``subject`` after ``since`` (to tell a member
+    once about a burst of the same thing)."""
+    return (
+        db.session.scalar(
+            db.select(AuditEvent.id)
+            .where(
+                AuditEvent.subject_id == subject.id,
+                AuditEvent.event == event,
+                AuditEvent.created_at > since,
+            )
+            .limit(1)
+        )
+        is not None
     )

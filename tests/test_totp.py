@@ -225,3 +225,224 @@ def test_disabling_last_method_voids_recovery_codes(ctx, member_with_totp):
     assert not twofactor.has_two_factor(m)
     assert twofactor.recovery.remaining(m) == 0
     assert not twofactor.verify_recovery_code(m, recovery_codes[0], NOW).ok
+
+
+# --- added for mutation testing (tests/MUTATION.md) ---------------------------------
+
+FIXED_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def test_key_uri_drops_base32_padding():
+    padded = base64.b32encode(b"1234567890123456").decode()
+    assert padded.endswith("======")
+    uri = totp.provisioning_uri(padded, "alice", "Member Portal")
+    assert parse_qs(urlsplit(uri).query)["secret"] == [padded.rstrip("=")]
+
+
+def test_qr_is_level_m_with_five_pixel_modules_and_a_quiet_zone():
+    """41 modules (version 6: what this key URI needs at error level M, 15 % of the code
+    may be unreadable) plus 2 modules of white on each side, 5 px each: 225 px."""
+    svg = totp.qr_svg(totp.provisioning_uri(FIXED_SECRET, "alice", "Member Portal"), "QR")
+    assert svg.startswith('<svg width="225" height="225" class="qr">')
+    assert '<path fill="#fff" d="M0 0h45v45h-45z"/>' in svg  # white background
+    assert 'stroke="#000"' in svg and 'transform="scale(5)"' in svg
+    assert "M2 2.5h7" in svg  # the first finder pattern starts after the 2-module border
+
+
+def test_secret_grouped_in_fours_for_typing():
+    assert totp.grouped(FIXED_SECRET) == "JBSW Y3DP EHPK 3PXP JBSW Y3DP EHPK 3PXP"
+    assert totp.grouped("ABCDEF") == "ABCD EF"
+
+
+def test_enrolment_expires_at_its_exact_instant(app, ctx, member):
+    m, secret = enrol(member)
+    end = NOW + timedelta(seconds=app.config["PORTAL_ENROLMENT_SECONDS"])
+    just_before = end - timedelta(microseconds=1)
+    # The same session reopening the dialog just before the end sees the same secret…
+    assert totp.begin_enrolment(m, just_before, SESSION) == secret
+    code = totp.code_at(secret, totp.step_of(end))
+    assert twofactor.enable_app(m, code, end, SESSION, replace=False)[0] is Enrolment.GONE
+    # …and at the end a new one.
+    assert totp.begin_enrolment(m, end, SESSION) != secret
+
+
+def test_enrolment_confirmed_just_before_it_expires(app, ctx, member):
+    m, secret = enrol(member)
+    end = NOW + timedelta(seconds=app.config["PORTAL_ENROLMENT_SECONDS"])
+    just_before = end - timedelta(microseconds=1)
+    code = totp.code_at(secret, totp.step_of(just_before))
+    assert twofactor.enable_app(m, code, just_before, SESSION, replace=False)[0] is Enrolment.OK
+
+
+def test_no_pending_setup_or_no_session_id_confirms_nothing(ctx, member):
+    m = get_member(member)
+    assert twofactor.enable_app(m, "123456", NOW, SESSION, replace=False)[0] is Enrolment.GONE
+    # A session without an id (the empty nonce) cannot confirm a set-up.
+    secret = totp.begin_enrolment(m, NOW, "")
+    code = totp.code_at(secret, totp.step_of(NOW))
+    assert twofactor.enable_app(m, code, NOW, "", replace=False)[0] is Enrolment.GONE
+    assert not twofactor.has_two_factor(m)
+
+
+def test_a_replaced_apps_proving_code_cannot_be_replayed(ctx, member_with_totp):
+    member_id, old, _ = member_with_totp
+    m = get_member(member_id)
+    new = pyotp.TOTP(totp.begin_enrolment(m, NOW, SESSION))
+    assert twofactor.enable_app(m, new.at(NOW), NOW, SESSION, replace=True)[0] is Enrolment.OK
+    assert not twofactor.verify_code(m, new.at(NOW), NOW).ok
+    assert not twofactor.verify_code(m, new.at(NOW - timedelta(seconds=30)), NOW).ok
+    cred = db.session.scalar(db.select(TotpCredential))
+    assert cred.last_step == totp.step_of(NOW) and cred.created_at == NOW
+
+
+def test_an_accepted_code_is_recorded(ctx, member_with_totp):
+    member_id, totp_obj, _ = member_with_totp
+    m = get_member(member_id)
+    later = NOW + timedelta(seconds=40)
+    assert totp.accept(m, totp_obj.at(NOW), later)
+    cred = db.session.scalar(db.select(TotpCredential))
+    assert cred.last_used_at == later and cred.last_step == totp.step_of(NOW)
+
+
+def test_parallel_openings_by_one_session_show_one_secret(app, member, monkeypatch):
+    """A double click: both requests find no pending set-up and make a secret; the one
+    that stores second must show the first one's secret (a QR code already scanned stays
+    valid), not replace it. Both are held after reading until both have read."""
+    both_read = threading.Barrier(2, timeout=30)
+    real = totp.generate_secret
+
+    def held():
+        both_read.wait()
+        return real()
+
+    monkeypatch.setattr(totp, "generate_secret", held)
+    shown = []
+
+    def open_dialog():
+        with app.app_context():
+            shown.append(totp.begin_enrolment(get_member(member), NOW, SESSION))
+
+    threads = [threading.Thread(target=open_dialog) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(shown) == 2 and shown[0] == shown[1]
+    with app.app_context():
+        m = get_member(member)
+        code = totp.code_at(shown[0], totp.step_of(NOW))
+        assert twofactor.enable_app(m, code, NOW, SESSION, replace=False)[0] is Enrolment.OK
+
+
+def test_parallel_confirmations_of_one_replacement_succeed_once(app, member_with_totp, monkeypatch):
+    """Two tabs confirm the same new phone at once. Both are held after their checks,
+    until both have passed them; only the one that takes the pending row wins."""
+    member_id, _, _ = member_with_totp
+    with app.app_context():
+        secret = totp.begin_enrolment(get_member(member_id), NOW, SESSION)
+    code = totp.code_at(secret, totp.step_of(NOW))
+    both_checked = threading.Barrier(2, timeout=30)
+    real = totp.credential
+
+    def held(member):
+        row = real(member)
+        both_checked.wait()
+        return row
+
+    monkeypatch.setattr(totp, "credential", held)
+    results = []
+
+    def confirm():
+        with app.app_context():
+            m = get_member(member_id)
+            results.append(totp.confirm_enrolment(m, code, NOW, SESSION, replace=True))
+
+    threads = [threading.Thread(target=confirm) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(r.value for r in results) == ["gone", "ok"]
+
+
+def test_rotation_reencrypts_credentials_and_pending_setups(app, ctx, member_with_totp):
+    from cryptography.fernet import Fernet
+
+    from portal.twofactor import crypto
+
+    member_id, totp_obj, _ = member_with_totp
+    m = get_member(member_id)
+    pending = totp.begin_enrolment(m, NOW, SESSION)
+    new_key = Fernet.generate_key()
+    # The key the app used so far (derived from SECRET_KEY), kept second for reading.
+    old_key = base64.urlsafe_b64encode(
+        crypto.derive_key(app.config["SECRET_KEY"], crypto.ENCRYPTION_LABEL)
+    )
+    app.extensions["portal.secret_box"] = crypto.SecretBox([new_key, old_key])
+    assert totp.rotate_secrets() == 2
+    only_new = crypto.SecretBox([new_key])
+    cred = db.session.scalar(db.select(TotpCredential))
+    row = db.session.scalar(db.select(TotpEnrolment))
+    assert only_new.decrypt(cred.secret_encrypted) == totp_obj.secret
+    assert only_new.decrypt(row.secret_encrypted) == pending
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+EXTENDED_ARABIC_INDIC = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+
+
+@pytest.mark.parametrize("digits", [ARABIC_INDIC, EXTENDED_ARABIC_INDIC])
+def test_the_right_code_in_arabic_indic_digits_is_refused(ctx, member_with_totp, digits):
+    """Six digits, nothing else: refused only because they are not ASCII digits (NFKC
+    keeps them as they are, unlike full-width digits)."""
+    member_id, totp_obj, _ = member_with_totp
+    m = get_member(member_id)
+    code = totp_obj.at(NOW)
+    assert codes.six_digits(code.translate(digits)) is None
+    assert not twofactor.verify_code(m, code.translate(digits), NOW).ok
+    assert twofactor.verify_code(m, code, NOW).ok
+
+
+def test_normalise_keeps_letters_and_drops_separators():
+    assert codes.normalise(None) == "" and codes.normalise("") == ""
+    # Full-width letters, digits and spaces, a minus sign, a katakana long vowel mark.
+    assert codes.normalise("ａｂ　１２\u2212３ー４\t5") == "ab12345"
+
+
+def test_a_code_shown_again_in_a_later_step_is_that_steps_code(ctx, member, monkeypatch):
+    """With FIXED_SECRET, steps 60013143 and 60013145 both show 951716. Typed during
+    step 60013144 it matches both; the earliest is recorded as used, so when the phone
+    shows 951716 again (step 60013145) it is a fresh code for that step."""
+    monkeypatch.setattr(totp, "generate_secret", lambda: FIXED_SECRET)
+    m = get_member(member)
+    earlier = datetime(2020, 1, 1, tzinfo=UTC)
+    secret = totp.begin_enrolment(m, earlier, SESSION)
+    code = totp.code_at(secret, totp.step_of(earlier))
+    assert twofactor.enable_app(m, code, earlier, SESSION, replace=False)[0] is Enrolment.OK
+    assert totp.code_at(FIXED_SECRET, 60013143) == totp.code_at(FIXED_SECRET, 60013145)
+    during = datetime.fromtimestamp(60013144 * 30 + 10, UTC)
+    assert totp.matching_step(FIXED_SECRET, "951716", during) == 60013143
+    assert twofactor.verify_code(m, "951716", during).ok
+    assert db.session.scalar(db.select(TotpCredential)).last_step == 60013143
+    assert not twofactor.verify_code(m, "951716", during).ok  # the same step again
+    shown_again = datetime.fromtimestamp(60013145 * 30 + 40, UTC)  # window 60013145-7
+    assert twofactor.verify_code(m, "951716", shown_again).ok
+
+
+def test_replayed_is_true_only_for_a_used_step(ctx, member_with_totp):
+    member_id, totp_obj, _ = member_with_totp
+    m = get_member(member_id)
+    now_code, next_code = totp_obj.at(NOW), totp_obj.at(NOW + timedelta(seconds=30))
+    assert not totp.replayed(m, now_code, NOW)  # not used yet
+    assert twofactor.verify_code(m, now_code, NOW).ok
+    assert totp.replayed(m, now_code, NOW)
+    assert totp.replayed(m, totp_obj.at(NOW - timedelta(seconds=30)), NOW)  # an older step
+    assert not totp.replayed(m, next_code, NOW)
+    assert not totp.replayed(m, "000000" if now_code != "000000" else "111111", NOW)
+    result = twofactor.verify_code(m, now_code, NOW + timedelta(seconds=5))
+    assert result.outcome is twofactor.Outcome.WRONG and result.replayed
+    assert not twofactor.verify_code(m, "123", NOW).replayed
+
+
+def test_a_member_without_an_app_has_no_replays(ctx, member):
+    assert not totp.replayed(get_member(member), "123456", NOW)

@@ -191,6 +191,8 @@ def _second_step(
         else:
             error = wrong or code_status_message(result.status)
             audit.record_request("signin.second_step_failed", subject=state.member, method=method)
+            if result.replayed:
+                locks.report_replay(state.member, method)
     elif form.errors:
         error = wrong or str(WRONG_CODE)
     elif (lock := lockout.current_lock(state.member, now, counter)) is not None:

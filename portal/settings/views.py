@@ -71,6 +71,8 @@ def reauth() -> ResponseReturnValue:
                 return redirect(next_url)
             form.code.data = ""
             audit.record_request("reauth.failed", method=method or "app")
+            if result.replayed:
+                locks.report_replay(m, method or "app")
             if result.outcome is Outcome.LOCKED:
                 locks.report(m, result.lock, method or "app")
                 error, status, wait = locks.refusal(result.lock, sessions.now())

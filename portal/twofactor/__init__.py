@@ -50,6 +50,8 @@ class Result:
     lock: Lock | None = None
     # For email/SMS codes: why a code was refused (wrong, expired, tries used up).
     status: Status | None = None
+    # An app code that was right but already used: a replay, reported to the member.
+    replayed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -155,7 +157,7 @@ def _contact_check(member: Member, kind: str, code: str | None, now: datetime):
 def verify_code(member: Member, code: str | None, now: datetime, method: str = "app") -> Result:
     """A second step at sign-in with the chosen method's code."""
     if method == "app":
-        return _attempt(member, now, lambda: totp.accept(member, code, now))
+        return _app_attempt(member, code, now)
     if method not in CONTACT_METHODS or contact_method(member, method) is None:
         return _attempt(member, now, lambda: False)
     check, seen = _contact_check(member, method, code, now)
@@ -177,17 +179,22 @@ def verify_any(
     """Re-authentication: a current code from an enabled method or an unused recovery
     code, never the password alone. ``method`` names the email/SMS method whose code was
     sent for this; otherwise the app code is tried."""
-
     if recovery.canonical(code) is not None:
         return verify_recovery_code(member, code, now)
+    if method in CONTACT_METHODS:
+        purpose = f"signin:{method}"
+        return _attempt(
+            member, now, lambda: otp_codes.check(member, purpose, code, now)[0] is Status.OK
+        )
+    return _app_attempt(member, code, now)
 
-    def check() -> bool:
-        if method in CONTACT_METHODS:
-            status, _ = otp_codes.check(member, f"signin:{method}", code, now)
-            return status is Status.OK
-        return totp.accept(member, code, now)
 
-    return _attempt(member, now, check)
+def _app_attempt(member: Member, code: str | None, now: datetime) -> Result:
+    """An app code; a wrong one that is a replay of a used code is flagged as such."""
+    result = _attempt(member, now, lambda: totp.accept(member, code, now))
+    if result.outcome is Outcome.WRONG and totp.replayed(member, code, now):
+        return Result(Outcome.WRONG, replayed=True)
+    return result
 
 
 def send_signin_code(member: Member, kind: str, now: datetime) -> str:

@@ -223,6 +223,16 @@ def accept(member: Member, code: str | None, now: datetime) -> bool:
     return moved == 1
 
 
+def replayed(member: Member, code: str | None, now: datetime) -> bool:
+    """A right code of a time step already used (ASVS 2.8.5): someone is replaying a
+    code they saw, or the owner submitted twice. Refused either way, but reported."""
+    cred = credential(member)
+    if cred is None:
+        return False
+    step = matching_step(secret_box().decrypt(cred.secret_encrypted), code, now)
+    return step is not None and step <= cred.last_step
+
+
 def remove(member: Member) -> None:
     db.session.execute(delete(TotpCredential).where(TotpCredential.member_id == member.id))
     db.session.execute(delete(TotpEnrolment).where(TotpEnrolment.member_id == member.id))

@@ -444,3 +444,51 @@ def test_v2_5_5_replacing_the_app_and_regenerating_codes_are_mailed(
     subjects = [m["Subject"] for m in smtp_server.wait_for(2)]
     assert any("認証アプリが変更されました" in s for s in subjects)
     assert any("リカバリーコードが再発行されました" in s for s in subjects)
+
+
+@pytest.mark.wired
+def test_v2_8_5_a_replayed_app_code_is_refused_logged_and_reported(
+    app, client, auth, member_with_totp, smtp_server
+):
+    """Someone who saw the owner type a code (shoulder surfing, a proxy) and tries it
+    again: refused like any wrong code, audited as a replay, and the owner is mailed
+    (once in 15 minutes, however often it is tried)."""
+    _, totp_obj, _ = member_with_totp
+    code = totp_obj.now()
+    auth.login()
+    assert auth.verify(code).location == "/"
+    for _ in range(3):
+        thief = app.test_client()
+        thief.post("/login", data={"login_id": "alice", "password": PASSWORD})
+        refused = thief.post("/login/verify", data={"code": code})
+        assert "認証コードが正しくありません。" in refused.text
+        assert thief.get("/").status_code == 302
+    with app.app_context():
+        replays = db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.event == "signin.code_replayed")
+        ).all()
+    assert len(replays) == 3 and replays[0].method == "app"
+    notices = [m for m in smtp_server.wait_for(1) if "使用済みの認証コード" in m["Subject"]]
+    assert len(notices) == 1 and notices[0]["To"] == "alice@example.com"
+
+
+def test_v2_8_5_a_plain_wrong_code_is_not_called_a_replay(app, client, auth, member_with_totp):
+    _, totp_obj, _ = member_with_totp
+    auth.login()
+    auth.verify("000000" if totp_obj.now() != "000000" else "111111")
+    with app.app_context():
+        assert not db.session.scalar(
+            db.select(AuditEvent).where(AuditEvent.event == "signin.code_replayed")
+        )
+
+
+def test_v2_8_5_replays_are_reported_from_reauthentication_too(app, client, auth, member_with_totp):
+    _, totp_obj, _ = member_with_totp
+    code = totp_obj.now()
+    auth.full_login(totp_obj)  # uses the current code
+    refused = client.post("/settings/reauth", data={"code": code})
+    assert "認証コードが正しくありません。" in refused.text
+    with app.app_context():
+        assert db.session.scalar(
+            db.select(AuditEvent).where(AuditEvent.event == "signin.code_replayed")
+        )
