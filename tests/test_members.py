@@ -149,6 +149,7 @@ def test_demo_accounts_are_created_then_refreshed(app, runner):
         assert members.authenticate("demo", demo_password) is not None
 
 
+@pytest.mark.settings(PORTAL_ENV="production")
 def test_demo_accounts_are_refused_in_production(app, runner):
     """A well-known operator account has no place on a real site (ASVS 2.5.4)."""
     result = runner.invoke(args=["demo-accounts"])
