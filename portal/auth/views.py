@@ -164,9 +164,9 @@ def _second_step(
     on_success: Callable[[Member], None] | None = None,
     recovery_step: bool = False,
 ) -> ResponseReturnValue:
-    counter = lockout.RECOVERY if recovery_step else lockout.CODE
     """One shape for every second-step page: refuse without a live pending sign-in,
     show the lock up front, count the attempt in the domain, re-render in place."""
+    counter = lockout.RECOVERY if recovery_step else lockout.CODE
     state, restart = _pending_or_restart()
     if restart:
         return restart
