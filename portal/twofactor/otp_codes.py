@@ -201,32 +201,43 @@ def check(
     row = _latest(member, purpose)
     if row is None or row.used_at is not None or row.expires_at <= now:
         return Status.EXPIRED, None
+    # This very code, by more than its id: another request may delete it meanwhile (a
+    # resend, the method turned off), and SQLite may give the next code the same id.
+    this_code = (
+        OneTimeCode.id == row.id,
+        OneTimeCode.member_id == member.id,
+        OneTimeCode.purpose == purpose,
+        OneTimeCode.created_at == row.created_at,
+        OneTimeCode.code_hash == row.code_hash,
+    )
     limit = current_app.config["PORTAL_OTP_MAX_TRIES"]
     counted = db.session.execute(
         update(OneTimeCode)
         .where(
-            OneTimeCode.id == row.id,
-            OneTimeCode.member_id == member.id,
+            *this_code,
             OneTimeCode.used_at.is_(None),
             OneTimeCode.expires_at > now,
             OneTimeCode.tries < limit,
         )
         .values(tries=OneTimeCode.tries + 1)
         .returning(OneTimeCode.code_hash, OneTimeCode.destination, OneTimeCode.tries)
+        .execution_options(synchronize_session=False)
     ).first()
     db.session.commit()
     if counted is None:
-        db.session.refresh(row)
-        if row.used_at is not None or row.expires_at <= now:
-            return Status.EXPIRED, None
-        return Status.EXHAUSTED, None
+        # Used up, or gone since it was read (used, replaced, voided): which one?
+        still = db.session.scalar(db.select(OneTimeCode.tries).where(*this_code))
+        if still is not None and still >= limit:
+            return Status.EXHAUSTED, None
+        return Status.EXPIRED, None
     code_hash, destination, tries = counted
     code = codes.six_digits(raw)
     if code is not None and hmac.compare_digest(_hash(member, purpose, code), code_hash):
         used = db.session.execute(
             update(OneTimeCode)
-            .where(OneTimeCode.id == row.id, OneTimeCode.used_at.is_(None))
+            .where(*this_code, OneTimeCode.used_at.is_(None))
             .values(used_at=now)
+            .execution_options(synchronize_session=False)
         ).rowcount
         db.session.commit()
         return (Status.OK, destination) if used == 1 else (Status.EXPIRED, None)
