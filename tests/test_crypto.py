@@ -112,3 +112,113 @@ def test_malformed_encryption_key_stops_start_up(tmp_path, monkeypatch):
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
     with pytest.raises((ValueError, ConfigError), match="PORTAL_ENCRYPTION_KEYS"):
         create_app({"SECRET_KEY": "x" * 40})
+
+
+# --- added for mutation testing (tests/MUTATION.md) ---------------------------------
+
+KEY_HINT = (
+    "PORTAL_ENCRYPTION_KEYS must hold Fernet keys (32 url-safe base64-encoded bytes each; "
+    "python -c 'from cryptography.fernet import Fernet; "
+    "print(Fernet.generate_key().decode())')"
+)
+
+
+def test_no_key_is_a_clear_error():
+    with pytest.raises(ValueError) as refused:
+        SecretBox([])
+    assert str(refused.value) == "at least one encryption key is required"
+
+
+@pytest.mark.parametrize("key", ["not-a-key", None, 12345])
+def test_a_bad_key_names_the_setting_and_how_to_make_a_key(key):
+    """What the operator reads at start-up: the setting, the format and the command."""
+    with pytest.raises(ValueError) as refused:
+        SecretBox([Fernet.generate_key(), key])
+    assert str(refused.value) == KEY_HINT
+
+
+def test_a_tampered_secret_says_so_when_read_and_when_rotated():
+    box = SecretBox([Fernet.generate_key()])
+    foreign = SecretBox([Fernet.generate_key()]).encrypt("secret")
+    for use in (box.decrypt, box.rotate):
+        with pytest.raises(SecretTampered) as tampered:
+            use(foreign)
+        assert str(tampered.value) == "stored secret failed authentication"
+        assert tampered.value.__cause__ is None and tampered.value.__suppress_context__
+
+
+def test_hash_is_hmac_sha256_hex():
+    import hashlib
+    import hmac
+
+    expected = hmac.new(b"k" * 32, b"abcde23456", hashlib.sha256).hexdigest()
+    assert CodeHasher(b"k" * 32).hash("abcde23456") == expected
+
+
+def stored_recovery_hashes(app):
+    from conftest import NOW
+
+    from portal import members, twofactor
+    from portal.extensions import db
+    from portal.models import RecoveryCode
+
+    with app.app_context():
+        db.create_all()
+        m = members.create("alice", email="a@example.com", password="a long enough password")
+        codes = twofactor.recovery.issue(m, NOW)
+        hashes = set(db.session.scalars(db.select(RecoveryCode.code_hash)))
+        db.engine.dispose()
+    return [c.replace("-", "") for c in codes], hashes
+
+
+def make_app(tmp_path, **config):
+    from conftest import CHEAP_ARGON2
+
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "s" * 40,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'keys.db'}",
+            "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
+        }
+        | config
+    )
+
+
+def test_portal_hmac_key_is_the_recovery_code_key(tmp_path):
+    import hashlib
+    import hmac
+
+    codes, hashes = stored_recovery_hashes(
+        make_app(tmp_path, PORTAL_HMAC_KEY="the recovery-code hmac key, 32+ chars")
+    )
+    assert hashes == {
+        hmac.new(
+            b"the recovery-code hmac key, 32+ chars", code.encode(), hashlib.sha256
+        ).hexdigest()
+        for code in codes
+    }
+
+
+def test_without_portal_hmac_key_the_key_is_derived_from_secret_key(tmp_path):
+    import hashlib
+    import hmac
+
+    codes, hashes = stored_recovery_hashes(make_app(tmp_path))
+    key = derive_key("s" * 40, HMAC_LABEL)
+    assert hashes == {hmac.new(key, code.encode(), hashlib.sha256).hexdigest() for code in codes}
+
+
+def test_secrets_are_encrypted_with_the_configured_or_derived_key(tmp_path):
+    import base64
+
+    from portal.twofactor.crypto import secret_box
+
+    configured = Fernet.generate_key()
+    with make_app(tmp_path, PORTAL_ENCRYPTION_KEYS=[configured.decode()]).app_context():
+        token = secret_box().encrypt("JBSWY3DPEHPK3PXP")
+    assert SecretBox([configured]).decrypt(token) == "JBSWY3DPEHPK3PXP"
+    derived = base64.urlsafe_b64encode(derive_key("s" * 40, ENCRYPTION_LABEL))
+    with make_app(tmp_path).app_context():
+        token = secret_box().encrypt("JBSWY3DPEHPK3PXP")
+    assert SecretBox([derived]).decrypt(token) == "JBSWY3DPEHPK3PXP"

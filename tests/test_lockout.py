@@ -253,3 +253,249 @@ def test_parallel_guesses_cannot_exceed_the_limit(app, member_with_totp, monkeyp
     assert outcomes.count(Outcome.LOCKED) >= 30 - limit
     with app.app_context():
         assert lockout.current_lock(get_member(member_id), NOW) is not None
+
+
+# --- added for mutation testing (tests/MUTATION.md) ---------------------------------
+
+
+def test_blocked_and_is_locked_report_every_kind_of_lock(ctx, member_with_totp):
+    member_id, totp_obj, _ = member_with_totp
+    m = get_member(member_id)
+    assert not lockout.blocked(m) and not lockout.is_locked(m, NOW)
+    wrong_recovery(m, 10)
+    end = NOW + 15 * MINUTE
+    assert lockout.is_locked(m, NOW) and lockout.is_locked(m, end - timedelta(microseconds=1))
+    assert not lockout.is_locked(m, end) and not lockout.blocked(m)
+    wrong_codes(m, 10, end)
+    assert lockout.is_locked(m, end) and not lockout.is_locked(m, end + 15 * MINUTE)
+    # 99 failures in a row so far (the temporary locks waited out): the next one blocks.
+    from portal.extensions import db
+    from portal.models import Member
+
+    db.session.execute(db.update(Member).where(Member.id == member_id).values(tfa_streak=99))
+    db.session.commit()
+    assert wrong_codes(m, 1, end + 15 * MINUTE)[0].lock.permanent
+    assert lockout.blocked(m) and lockout.is_locked(m, NOW + timedelta(days=400))
+    lockout.clear(m)
+    assert not lockout.blocked(m) and not lockout.is_locked(m, NOW)
+
+
+def test_a_recovery_lock_ends_at_its_exact_instant(ctx, member_with_totp):
+    member_id, _, codes = member_with_totp
+    m = get_member(member_id)
+    wrong_recovery(m, 10)
+    end = NOW + 15 * MINUTE
+    assert lockout.current_lock(m, end - timedelta(microseconds=1), lockout.RECOVERY) == (
+        lockout.Lock(end)
+    )
+    assert lockout.current_lock(m, end, lockout.RECOVERY) is None
+    assert lockout.current_lock(m, end) is None  # the codes were never locked
+    assert twofactor.verify_recovery_code(m, codes[0], end).ok
+
+
+def test_a_success_records_when_the_member_last_proved_themselves(ctx, member_with_totp):
+    member_id, totp_obj, _ = member_with_totp
+    m = get_member(member_id)
+    wrong_codes(m, 3)
+    later = NOW + 5 * MINUTE
+    assert twofactor.verify_code(m, totp_obj.at(later), later).ok
+    assert m.last_second_step_at == later
+    assert (m.tfa_failures, m.tfa_streak) == (0, 0)
+
+
+def test_a_full_counter_without_a_lock_locks_at_the_next_attempt(ctx, member_with_totp):
+    """A crash between counting an attempt and judging it can leave the counter full
+    with no lock: the next attempt must lock (with an end), not lock out for ever."""
+    from portal.extensions import db
+    from portal.models import Member
+
+    member_id, totp_obj, _ = member_with_totp
+    db.session.execute(db.update(Member).where(Member.id == member_id).values(tfa_failures=10))
+    db.session.commit()
+    m = get_member(member_id)
+    result = twofactor.verify_code(m, totp_obj.at(NOW), NOW)
+    assert result.outcome is Outcome.LOCKED and result.locked_until == NOW + 15 * MINUTE
+    assert result.lock.new and result.lock.first
+    later = NOW + 15 * MINUTE
+    assert twofactor.verify_code(m, totp_obj.at(later), later).ok
+
+
+def test_lock_lengths_follow_the_settings(app, ctx, member_with_totp):
+    app.config.update(PORTAL_TFA_LOCK_SECONDS=60, PORTAL_TFA_LOCK_MAX_SECONDS=600)
+    assert [lockout.lock_duration(n) for n in range(4)] == [
+        timedelta(minutes=1),
+        timedelta(minutes=4),
+        timedelta(minutes=10),
+        timedelta(minutes=10),
+    ]
+    assert lockout.lock_duration(1000) == timedelta(minutes=10)
+
+
+def test_a_member_blocked_for_good_is_not_unblocked_by_a_success(ctx, member_with_totp):
+    """Setting up another method calls the success bookkeeping; the block stays."""
+    from portal.extensions import db
+    from portal.models import Member
+
+    member_id, _, _ = member_with_totp
+    db.session.execute(
+        db.update(Member).where(Member.id == member_id).values(tfa_blocked_at=NOW, tfa_streak=100)
+    )
+    db.session.commit()
+    m = get_member(member_id)
+    before = m.last_second_step_at
+    lockout.record_success(m, NOW + MINUTE)
+    assert lockout.blocked(m) and m.tfa_streak == 100 and m.last_second_step_at == before
+
+
+def test_two_failures_reaching_the_permanent_lock_together_report_it_once(
+    app, member_with_totp, monkeypatch
+):
+    """At 98 failures in a row, two wrong codes arrive at once; both are counted (99,
+    100) and held in their checks until both are in. The lock for good happens once:
+    one attempt reports it as new (the member is mailed once), the other does not."""
+    from portal.extensions import db
+    from portal.models import Member
+    from portal.twofactor import totp
+
+    member_id, _, _ = member_with_totp
+    with app.app_context():
+        db.session.execute(db.update(Member).where(Member.id == member_id).values(tfa_streak=98))
+        db.session.commit()
+    both_in = threading.Barrier(2, timeout=30)
+    real_accept = totp.accept
+
+    def held_accept(member, code, now):
+        both_in.wait()
+        return real_accept(member, code, now)
+
+    monkeypatch.setattr(totp, "accept", held_accept)
+    results = []
+
+    def guess():
+        with app.app_context():
+            results.append(twofactor.verify_code(get_member(member_id), "000000", NOW))
+
+    threads = [threading.Thread(target=guess) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 2
+    assert [r.lock is not None and r.lock.new for r in results].count(True) == 1
+    with app.app_context():
+        assert get_member(member_id).tfa_blocked_at == NOW
+
+
+def test_a_full_recovery_counter_without_a_lock_locks_recovery_codes_only(ctx, member_with_totp):
+    """As above for recovery codes: the lock has an end, after which they work again."""
+    from portal.extensions import db
+    from portal.models import Member
+
+    member_id, totp_obj, codes = member_with_totp
+    db.session.execute(db.update(Member).where(Member.id == member_id).values(recovery_failures=10))
+    db.session.commit()
+    m = get_member(member_id)
+    result = twofactor.verify_recovery_code(m, codes[0], NOW)
+    assert result.outcome is Outcome.LOCKED and result.locked_until == NOW + 15 * MINUTE
+    assert lockout.current_lock(m, NOW) is None  # app codes are not locked
+    later = NOW + 15 * MINUTE
+    assert twofactor.verify_recovery_code(m, codes[0], later).ok
+
+
+def test_a_full_streak_without_a_block_blocks_at_the_next_attempt(ctx, member_with_totp):
+    """The hundredth failure in a row was counted but not judged (a crash): the next
+    attempt, even with the right code, is refused and the block is made."""
+    from portal.extensions import db
+    from portal.models import Member
+
+    member_id, totp_obj, _ = member_with_totp
+    db.session.execute(db.update(Member).where(Member.id == member_id).values(tfa_streak=100))
+    db.session.commit()
+    m = get_member(member_id)
+    result = twofactor.verify_code(m, totp_obj.at(NOW), NOW)
+    assert result.outcome is Outcome.LOCKED and result.lock.permanent and result.lock.new
+    assert lockout.blocked(m)
+
+
+def test_each_counter_reports_its_own_lock(ctx, member_with_totp):
+    """Codes locked until 12:15, recovery codes until 12:20: each refusal names its own
+    end."""
+    member_id, _, codes = member_with_totp
+    m = get_member(member_id)
+    wrong_codes(m, 10)
+    wrong_recovery(m, 10, NOW + 5 * MINUTE)
+    later = NOW + 6 * MINUTE
+    assert twofactor.verify_code(m, "000000", later).locked_until == NOW + 15 * MINUTE
+    assert twofactor.verify_recovery_code(m, codes[0], later).locked_until == NOW + 20 * MINUTE
+    assert twofactor.verify_any(m, codes[0], later).locked_until == NOW + 20 * MINUTE
+
+
+@pytest.mark.parametrize("in_flight_guess_right", [False, True], ids=["wrong", "right"])
+def test_an_attempt_refused_while_the_count_is_full_reports_a_real_wait(
+    app, member_with_totp, monkeypatch, in_flight_guess_right
+):
+    """Recovery codes, one lock already behind (the next lasts an hour), 9 failures.
+    B's attempt is counted (10: full) and held in its check; A's attempt arrives and is
+    refused. Then B is judged:
+
+    - wrong: B's failure locks for an hour; A must report that lock, not make one up;
+    - right: B's success clears the count; nothing is locked, and A is told to wait the
+      first lock's length (15 minutes), never "for good" or a time in the past.
+    """
+    from portal.extensions import db
+    from portal.models import Member
+    from portal.twofactor import recovery
+
+    member_id, _, codes = member_with_totp
+    with app.app_context():
+        db.session.execute(
+            db.update(Member)
+            .where(Member.id == member_id)
+            .values(recovery_failures=9, recovery_locks=1, tfa_streak=9)
+        )
+        db.session.commit()
+    b_in_check, a_refused, b_done = threading.Event(), threading.Event(), threading.Event()
+    real_use, real_record_failure = recovery.use, lockout.record_failure
+
+    def held_use(member, raw, now):
+        b_in_check.set()
+        assert a_refused.wait(30)
+        return real_use(member, raw, now)
+
+    def record_failure(member, now, counter=lockout.CODE):
+        if threading.current_thread().name == "A":
+            a_refused.set()
+            assert b_done.wait(30)
+        return real_record_failure(member, now, counter)
+
+    monkeypatch.setattr(recovery, "use", held_use)
+    monkeypatch.setattr(lockout, "record_failure", record_failure)
+    results = {}
+
+    def attempt(name, typed):
+        with app.app_context():
+            if name == "A":
+                assert b_in_check.wait(30)
+            results[name] = twofactor.verify_recovery_code(get_member(member_id), typed, NOW)
+            if name == "B":
+                b_done.set()
+
+    b_typed = codes[0] if in_flight_guess_right else "aaaaa-aaaaa"
+    threads = [
+        threading.Thread(target=attempt, args=("B", b_typed), name="B"),
+        threading.Thread(target=attempt, args=("A", "zzzzz-zzzzz"), name="A"),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    a, b = results["A"], results["B"]
+    assert a.outcome is Outcome.LOCKED and not a.lock.new
+    if in_flight_guess_right:
+        assert b.ok
+        assert a.locked_until == NOW + 15 * MINUTE
+        with app.app_context():
+            assert lockout.current_lock(get_member(member_id), NOW, lockout.RECOVERY) is None
+    else:
+        assert b.outcome is Outcome.LOCKED and b.lock.new
+        assert b.locked_until == a.locked_until == NOW + timedelta(hours=1)

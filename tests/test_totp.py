@@ -446,3 +446,10 @@ def test_replayed_is_true_only_for_a_used_step(ctx, member_with_totp):
 
 def test_a_member_without_an_app_has_no_replays(ctx, member):
     assert not totp.replayed(get_member(member), "123456", NOW)
+
+
+def test_key_uri_keeps_a_secret_that_ends_in_x():
+    """Base32 has an X; only the padding is dropped (1 secret in 32 ends in X)."""
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXX"
+    uri = totp.provisioning_uri(secret, "alice", "Member Portal")
+    assert parse_qs(urlsplit(uri).query)["secret"] == [secret]
