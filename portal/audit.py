@@ -46,6 +46,11 @@ EVENTS = {
     "admin.page_deleted": _l("メンバーページの削除"),
     "admin.operator_granted": _l("管理者権限の付与"),
     "admin.export": _l("個人データのエクスポート"),
+    "admin.policy_changed": _l("二段階認証方式の設定の変更"),
+    "admin.terminal_marked": _l("共用端末の登録"),
+    "admin.terminal_removed": _l("共用端末の登録解除"),
+    "device.remembered": _l("端末の記憶"),
+    "device.forgotten": _l("端末の記憶の解除"),
 }
 
 

@@ -14,6 +14,7 @@ from .extensions import db
 
 members_cli = AppGroup("members", help="Create members and set passwords.")
 keys_cli = AppGroup("keys", help="Manage encryption keys for secrets at rest.")
+policy_cli = AppGroup("policy", help="Show or change the two-step verification policy.")
 
 
 def fail(message: str) -> None:
@@ -205,7 +206,48 @@ def rotate_keys():
     click.echo(f"Re-encrypted {count} secrets")
 
 
+@policy_cli.command("show")
+def policy_show():
+    """Every policy field, one per line (trusted networks joined with "; ")."""
+    from .twofactor import policy
+    from .web import policy as current
+
+    for field, value in policy.values(current.current()).items():
+        click.echo(f"{field} {value.replace(chr(10), '; ')}")
+
+
+@policy_cli.command("set")
+@click.argument("field")
+@click.argument("value")
+def policy_set(field, value):
+    """Change one field, validated like the admin page, and audited."""
+    from . import audit
+    from .sessions import now
+    from .twofactor import devices, policy
+    from .web import policy as current
+
+    if field not in policy.FIELDS:
+        fail(f"unknown field {field!r} (one of: {', '.join(policy.FIELDS)})")
+    row = current.current()
+    raw = policy.values(row) | {field: value}
+    clean, errors = policy.validate(raw, path_exists=current.landing_exists)
+    if errors:
+        fail(f"{field}: {errors.get(field) or next(iter(errors.values()))}")
+    changes = policy.save(row, clean, by="cli", now=now())
+    if not changes:
+        db.session.rollback()
+        click.echo(f"{field} is already {value}")
+        return
+    audit.record(
+        "admin.policy_changed", actor_label="cli", changes={k: list(v) for k, v in changes.items()}
+    )
+    if "allow_remember_device" in changes and not row.allow_remember_device:
+        devices.forget_everyone()
+    click.echo(f"{field} {policy.values(row)[field].replace(chr(10), '; ')}")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(policy_cli)
     app.cli.add_command(members_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(demo_accounts)

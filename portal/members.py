@@ -11,10 +11,10 @@ import phonenumbers
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from .extensions import db
-from .models import Member
+from .models import Member, RememberedDevice
 
 LOGIN_ID_RE = re.compile(r"[A-Za-z0-9._-]{3,64}")
 # Deliberately simple: one @, a printable ASCII local part without the characters that
@@ -225,10 +225,12 @@ def create(
 
 
 def set_password(member: Member, password: str) -> None:
-    """New password; every existing session of the member ends with it."""
+    """New password; every existing session of the member ends with it, and every
+    remembered device must give a code again (it may have been a thief's)."""
     check_password_rule(password, (member.login_id, member.name, member.email))
     member.password_hash = hash_password(password)
     member.session_generation += 1
+    db.session.execute(delete(RememberedDevice).where(RememberedDevice.member_id == member.id))
     db.session.commit()
 
 

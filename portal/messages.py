@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from flask import current_app, render_template
 
+from .web import policy
+
 PURPOSE_SUBJECTS = {
     "signin": "ログイン用の認証コード",
     "setup": "2段階認証の設定用の確認コード",
@@ -17,7 +19,7 @@ PURPOSE_SUBJECTS = {
 
 
 def _code_message(purpose: str, code: str, channel: str) -> tuple[str, str]:
-    issuer = current_app.config["PORTAL_ISSUER"]
+    issuer = policy.issuer()
     minutes = current_app.config["PORTAL_OTP_SECONDS"] // 60
     subject = f"【{issuer}】{PURPOSE_SUBJECTS[purpose]}"
     template = "mail/code_sms.txt" if channel == "sms" else "mail/code.txt"

@@ -248,6 +248,61 @@ class SpentSignIn(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class Policy(db.Model):
+    """The operator's two-step verification policy (二段階認証方式の設定). One row
+    (id 1), read at most once per request, so a change reaches every worker and host on
+    their next request. See ``portal/twofactor/policy.py`` for the rules."""
+
+    __tablename__ = "policy"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enforcement: Mapped[str] = mapped_column(String(10), default="recommend")
+    # When the level last became "required": grace periods count from here.
+    enforcement_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    operator_enforcement: Mapped[str] = mapped_column(String(10), default="required")
+    operator_enforcement_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    grace_days: Mapped[int] = mapped_column(Integer, default=7)
+    allow_remember_device: Mapped[bool] = mapped_column(Boolean, default=True)
+    remember_days: Mapped[int] = mapped_column(Integer, default=30)
+    trusted_networks: Mapped[str] = mapped_column(Text, default="")  # "CIDR MODE" lines
+    shared_terminal_skip: Mapped[bool] = mapped_column(Boolean, default=False)
+    methods: Mapped[str] = mapped_column(String(32), default="app,email,sms")
+    issuer: Mapped[str] = mapped_column(String(100), default="")  # "": PORTAL_ISSUER
+    landing_path: Mapped[str] = mapped_column(String(200), default="/")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class RememberedDevice(db.Model):
+    """A browser where the member ticked この端末では次回からコード入力をスキップする.
+    The cookie holds a random token; only its hash is stored."""
+
+    __tablename__ = "remembered_device"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(80), default="")  # "Chrome（Windows）"
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SharedTerminal(db.Model):
+    """A browser an operator marked as a shared office terminal (the guide: skip on shared
+    terminals, require on personal devices). Long-lived cookie; only its hash stored."""
+
+    __tablename__ = "shared_terminal"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(80))
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class MemberPage(db.Model):
     """An operator's HTML page inside the member area, shown only after sign-in."""
 
@@ -267,6 +322,9 @@ __all__ = [
     "MemberPage",
     "ContactMethod",
     "OneTimeCode",
+    "Policy",
+    "RememberedDevice",
+    "SharedTerminal",
     "CodeSend",
     "Member",
     "RecoveryCode",

@@ -11,6 +11,7 @@ from flask_babel import format_datetime
 
 from . import notify, useragent
 from .models import Member
+from .web import policy
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ SUBJECTS = {
     "operator_reset": "管理者の2段階認証が無効化されました",
     "tfa_locked": "2段階認証のコード入力に続けて失敗しました",
     "code_replayed": "使用済みの認証コードが入力されました",
+    "device_remembered": "新しい端末でコード入力のスキップが設定されました",
     "tfa_blocked": "2段階認証を停止しました",
     "tfa_unlocked": "2段階認証のロックが解除されました",
 }
@@ -47,7 +49,7 @@ def send(
     address = to or member.email
     if not address:
         return False
-    issuer = current_app.config["PORTAL_ISSUER"]
+    issuer = policy.issuer()
     text = render_template(
         "mail/notice.txt",
         event=event,

@@ -60,7 +60,11 @@ def admin_urls(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin."):
             continue
-        url = rule.rule.replace("<login_id>", "alice").replace("<int:page_id>", "1")
+        url = (
+            rule.rule.replace("<login_id>", "alice")
+            .replace("<int:page_id>", "1")
+            .replace("<int:terminal_id>", "1")
+        )
         for method in sorted((rule.methods or set()) & {"GET", "POST"}):
             found.append((method, url))
     return found

@@ -32,4 +32,10 @@ def operators_only():
             raise TooManyRequests(retry_after=wait)
 
 
-from . import audit_views, member_views, overview_views, page_views  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    audit_views,
+    member_views,
+    overview_views,
+    page_views,
+    policy_views,
+)

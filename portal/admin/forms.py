@@ -5,8 +5,10 @@ from __future__ import annotations
 import unicodedata
 
 from flask_babel import lazy_gettext as _l
-from wtforms import StringField, TextAreaField
+from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Regexp, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import pages
 from ..web.forms import PortalForm
@@ -16,10 +18,18 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
-def _no_control_characters(form: PortalForm, field: StringField) -> None:
-    """NUL and other control characters have no place in a title (PostgreSQL refuses NUL)."""
-    if any(unicodedata.category(ch) == "Cc" for ch in field.data or ""):
-        raise ValidationError(_l("タイトルに使用できない文字が含まれています。"))
+def _plain_text(message):
+    """NUL and other control characters have no place in a one-line name (PostgreSQL
+    refuses NUL)."""
+
+    def check(form: PortalForm, field: StringField) -> None:
+        if any(unicodedata.category(ch) == "Cc" for ch in field.data or ""):
+            raise ValidationError(message)
+
+    return check
+
+
+_no_control_characters = _plain_text(_l("タイトルに使用できない文字が含まれています。"))
 
 
 class PageForm(PortalForm):
@@ -70,3 +80,70 @@ class PageForm(PortalForm):
 
 class DeletePageForm(PortalForm):
     """The confirmation dialog is the confirmation: the form carries only the CSRF token."""
+
+
+LEVEL_CHOICES = [
+    SelectChoice("off", _l("off：求めない")),
+    SelectChoice("recommend", _l("recommend：未設定のメンバーに設定をすすめる（警告を表示）")),
+    SelectChoice("required", _l("required：設定を必須にする")),
+]
+
+
+class PolicyForm(PortalForm):
+    """二段階認証方式の設定. Shape only: the policy module validates every value."""
+
+    enforcement = SelectField(_l("メンバー"), choices=LEVEL_CHOICES, validate_choice=False)
+    operator_enforcement = SelectField(_l("管理者"), choices=LEVEL_CHOICES, validate_choice=False)
+    grace_days = StringField(
+        _l("必須にするまでの猶予期間（日数、0〜365）"),
+        render_kw={"inputmode": "numeric", "maxlength": 3, "autocomplete": "off"},
+    )
+    allow_remember_device = BooleanField(
+        _l("「この端末では次回からコード入力をスキップする」を表示する")
+    )
+    remember_days = StringField(
+        _l("スキップを続ける日数（1〜365）"),
+        render_kw={"inputmode": "numeric", "maxlength": 3, "autocomplete": "off"},
+    )
+    trusted_networks = TextAreaField(
+        _l("信頼済みネットワーク（1行に「アドレス範囲 skip」または「アドレス範囲 always」）"),
+        validators=[Length(max=20_000)],
+        render_kw={"rows": 5, "spellcheck": "false", "autocapitalize": "off"},
+    )
+    shared_terminal_skip = BooleanField(
+        _l("共用端末として登録した端末ではコード入力をスキップする")
+    )
+    methods = SelectMultipleField(
+        _l("メンバーが使える方法"),
+        choices=[
+            SelectChoice("app", _l("認証アプリ")),
+            SelectChoice("email", _l("メール")),
+            SelectChoice("sms", _l("SMS")),
+        ],
+        validate_choice=False,
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
+    issuer = StringField(
+        _l("サービス名（認証アプリやページのタイトルに表示。空欄なら既定の名前）"),
+        validators=[Length(max=200)],
+        render_kw={"maxlength": 100},
+    )
+    landing_path = StringField(
+        _l("ログイン後に表示するページ（例: / や /pages/welcome）"),
+        validators=[Length(max=400)],
+        render_kw={"maxlength": 200, "spellcheck": "false", "autocapitalize": "off"},
+    )
+
+
+class TerminalForm(PortalForm):
+    label = StringField(
+        _l("この端末の名前（例: 本社1階 受付PC）"),
+        filters=[_strip],
+        validators=[
+            DataRequired(message=_l("端末の名前を入力してください。")),
+            Length(max=80, message=_l("端末の名前は80文字以内で入力してください。")),
+            _plain_text(_l("端末の名前に使用できない文字が含まれています。")),
+        ],
+        render_kw={"maxlength": 80, "autocomplete": "off"},
+    )

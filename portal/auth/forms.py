@@ -1,7 +1,7 @@
 """Forms check shape only; the domain checks truth and counts tries."""
 
 from flask_babel import lazy_gettext as _l
-from wtforms import PasswordField, StringField
+from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ..web.forms import CODE_ATTRS, PortalForm
@@ -20,12 +20,16 @@ class LoginForm(PortalForm):
     )
 
 
+REMEMBER_LABEL = _l("この端末では次回からコード入力をスキップする")
+
+
 class CodeForm(PortalForm):
     code = StringField(
         _l("認証コード"),
         validators=[Length(max=64)],
         render_kw=CODE_ATTRS | {"maxlength": 64},
     )
+    remember_device = BooleanField(REMEMBER_LABEL)
 
 
 class RecoveryForm(PortalForm):
@@ -34,3 +38,4 @@ class RecoveryForm(PortalForm):
         validators=[Length(max=64)],
         render_kw={"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false"},
     )
+    remember_device = BooleanField(REMEMBER_LABEL)

@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from .. import audit, members, notices, notify, sessions, throttle, twofactor
+from .. import audit, members, notices, notify, sessions, throttle, twofactor, useragent
 from ..models import Member
 from ..texts import (
     METHOD_SHORT,
@@ -23,8 +23,9 @@ from ..texts import (
     refusal_message,
     sent_message,
 )
-from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, lockout, otp_codes, recovery
-from ..web import locks
+from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, devices, lockout, otp_codes, recovery
+from ..twofactor import policy as policy_rules
+from ..web import cookies, locks, policy
 from ..web.forms import ActionForm, MethodForm
 from ..web.htmx import redirect_to, render
 from . import bp, device_cookie
@@ -61,16 +62,8 @@ def login() -> ResponseReturnValue:
             audit.record_request(
                 "signin.password_failed", subject=named, known_id=named is not None
             )
-        elif (method := twofactor.preferred_method(member)) is not None:
-            sessions.begin_pending(member, next_url, method)
-            if method in CONTACT_METHODS:
-                # Sent by this POST, never by a GET: reloading the code page sends nothing.
-                _send_code(member, method)
-            return redirect_to(url_for("auth.verify"))
         else:
-            sessions.complete_sign_in(member, second_step=False)
-            _audit_sign_in(member, None)
-            return device_cookie.remember(redirect_to(next_url or url_for("main.index")), member.id)
+            return _after_password(member, next_url)
     response = render(
         "auth/login.html", "auth/_login_form.html", form=form, error=error, next=next_url
     )
@@ -134,10 +127,92 @@ def _audit_sign_in(member: Member, method: str | None) -> None:
         audit.record_request("admin.signin", subject=member, method=method)
 
 
-def _finish(state: sessions.Pending, method: str):
+def _after_password(member: Member, next_url: str | None):
+    """The password was right: the second step, or a sign-in the policy lets skip it."""
+    method = twofactor.preferred_method(member, policy.offered())
+    if method is None:
+        if twofactor.enabled_methods(member) and recovery.remaining(member):
+            # The operator withdrew every method this member had: a recovery code is
+            # the second step now (never the password alone), then set up another.
+            sessions.begin_pending(member, next_url, "recovery")
+            return redirect_to(url_for("auth.recovery_login"))
+        return _signed_in(member, next_url, None)
+    if (skipped := _skip_reason(member)) is not None:
+        return _signed_in(member, next_url, skipped)
+    sessions.begin_pending(member, next_url, method)
+    if method in CONTACT_METHODS:
+        # Sent by this POST, never by a GET: reloading the code page sends nothing.
+        _send_code(member, method)
+    return redirect_to(url_for("auth.verify"))
+
+
+def _skip_reason(member: Member) -> str | None:
+    """Why the policy lets this sign-in skip the second step ("network", "terminal",
+    "device"), or None. Never for operators; an "always" network asks everyone."""
+    if not policy.spares_second_step(member):
+        return None
+    now, rules = sessions.now(), policy.current()
+    mode = policy.network_mode()
+    if mode == "skip":
+        return "network"
+    if mode == "always":
+        return None
+    if rules.shared_terminal_skip and devices.terminal(cookies.terminal_token(), now):
+        return "terminal"
+    lifetime = policy_rules.remember_for(rules)
+    if lifetime and devices.recognise(member, cookies.remembered_tokens(), now, lifetime):
+        return "device"
+    return None
+
+
+def _landing(next_url: str | None) -> str:
+    """Where a sign-in lands: the page first asked for, else the policy's page."""
+    return next_url or policy.current().landing_path
+
+
+def _signed_in(member: Member, next_url: str | None, skipped: str | None):
+    """A sign-in without a second step: the member has none, or the policy skipped it
+    (audited with the reason as the method)."""
+    sessions.complete_sign_in(member, second_step=False)
+    _audit_sign_in(member, skipped)
+    return device_cookie.remember(redirect_to(_landing(next_url)), member.id)
+
+
+def offers_remembering(member: Member) -> bool:
+    """Whether the code pages show この端末では次回からコード入力をスキップする: the policy
+    allows it, the member is not an operator, and this is neither an "always" network
+    nor a shared terminal."""
+    return (
+        policy.current().allow_remember_device
+        and policy.spares_second_step(member)
+        and policy.network_mode() != "always"
+        and devices.terminal(cookies.terminal_token()) is None
+    )
+
+
+def _finish(state: sessions.Pending, method: str, remember: bool):
+    if method == "recovery":
+        # A recovery code means the phone may be lost: every device remembered so far
+        # gives a code again (this one may be remembered afresh below).
+        devices.forget(state.member)
     sessions.complete_sign_in(state.member, second_step=True)
     _audit_sign_in(state.member, method)
-    return device_cookie.remember(redirect_to(state.next or url_for("main.index")), state.member.id)
+    response = device_cookie.remember(redirect_to(_landing(state.next)), state.member.id)
+    if remember and offers_remembering(state.member):
+        _remember_this_device(state.member, response)
+    return response
+
+
+def _remember_this_device(member: Member, response) -> None:
+    lifetime = policy_rules.remember_for(policy.current())
+    details = notices.request_details()
+    label = useragent.describe(details["user_agent"])
+    token, device = devices.remember(
+        member, sessions.now(), lifetime, label=label, ip=details["ip"]
+    )
+    cookies.add_remembered(response, token, lifetime)
+    audit.record_request("device.remembered", subject=member, device=device.id, label=label)
+    notices.send(member, "device_remembered", now=sessions.now(), label=label, **details)
 
 
 def _verify_context(state: sessions.Pending) -> dict:
@@ -149,8 +224,11 @@ def _verify_context(state: sessions.Pending) -> dict:
     return {
         "method": method,
         "sent_to": notify.mask_destination(method, sent_to) if sent_to else None,
-        "others": [m for m in twofactor.enabled_methods(state.member) if m != method],
+        "others": [
+            m for m in twofactor.usable_methods(state.member, policy.offered()) if m != method
+        ],
         "method_short": METHOD_SHORT,
+        "offer_remember": offers_remembering(state.member),
     }
 
 
@@ -181,7 +259,7 @@ def _second_step(
             # A copy of this pending cookie completed the sign-in a moment ago.
             return redirect_to(url_for("auth.login"))
         if result.ok:
-            response = _finish(state, method)
+            response = _finish(state, method, bool(form.remember_device.data))
             if on_success:
                 on_success(state.member)
             return response
@@ -204,6 +282,15 @@ def _second_step(
 
 @bp.route("/login/verify", methods=["GET", "POST"])
 def verify() -> ResponseReturnValue:
+    state = sessions.pending()
+    if state is not None and state.method not in policy.offered():
+        # The policy withdrew this method (or the member has only recovery codes left).
+        method = twofactor.preferred_method(state.member, policy.offered())
+        if method is None:
+            return redirect_to(url_for("auth.recovery_login"))
+        sessions.set_pending_method(method)
+        flash(_("この認証方法は現在使えません。別の方法で認証してください。"), "warning")
+        return redirect_to(url_for("auth.verify"))
     return _second_step(
         CodeForm(),
         "code",
@@ -253,7 +340,8 @@ def choose_method() -> ResponseReturnValue:
     form = MethodForm()
     if form.is_submitted() and (wait := throttle.per_address("PORTAL_LIMIT_RESEND", "resend")):
         return _code_page(state, wait, send_error=str(TOO_MANY))
-    if form.validate_on_submit() and form.method.data in twofactor.enabled_methods(state.member):
+    usable = twofactor.usable_methods(state.member, policy.offered())
+    if form.validate_on_submit() and form.method.data in usable:
         sessions.set_pending_method(form.method.data)
         if form.method.data in CONTACT_METHODS:
             _send_code(state.member, form.method.data)

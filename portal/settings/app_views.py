@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from .. import audit, notices, sessions, twofactor
 from ..texts import WRONG_CODE
 from ..twofactor import Enrolment, totp
+from ..web import policy
 from ..web.dialogs import dialog, done, member, reauth_dialog
 from ..web.htmx import no_store
 from . import bp
-from .common import method_state_mismatch, recovery_codes_dialog, stale
+from .common import method_state_mismatch, recovery_codes_dialog, stale, withdrawn
 from .forms import CodeForm
 from .views import announce_enabled
 
@@ -21,6 +22,8 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
     endpoint = "settings.totp_replace" if replace else "settings.totp_setup"
     here = url_for(endpoint)
     m = member()
+    if (refused := withdrawn("app")) is not None:
+        return refused
     if stale():
         return reauth_dialog(here)
     if (mismatch := method_state_mismatch(m, "app", needs_method=replace)) is not None:
@@ -59,7 +62,7 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
             error = str(WRONG_CODE)
         form.code.data = ""
     secret = totp.begin_enrolment(m, now, sessions.session_id())
-    issuer = current_app.config["PORTAL_ISSUER"]
+    issuer = policy.issuer()
     uri = totp.provisioning_uri(secret, m.login_id, issuer)
     return no_store(
         dialog(

@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from .. import notify, sessions, twofactor
 from ..models import Member
 from ..texts import METHOD_NAMES
+from ..web import policy
 from ..web.dialogs import dialog, done, member
 from ..web.htmx import no_store
 
@@ -40,4 +41,14 @@ def method_state_mismatch(m: Member, kind: str, needs_method: bool) -> Response 
         _("%(method)sは既に設定済みです。", method=name)
         if has
         else _("%(method)sはまだ設定されていません。", method=name),
+    )
+
+
+def withdrawn(kind: str) -> Response | None:
+    """Setting up (or replacing) a method the policy no longer offers: say so."""
+    if kind in policy.offered():
+        return None
+    return done(
+        str(METHOD_NAMES[kind]),
+        _("管理者の設定により、この方法は現在使えません。ほかの方法を設定してください。"),
     )

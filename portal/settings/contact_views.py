@@ -13,7 +13,7 @@ from ..twofactor import SendRefused, Status, otp_codes
 from ..web.dialogs import dialog, done, member, reauth_dialog
 from ..web.forms import ActionForm
 from . import bp
-from .common import mask, method_state_mismatch, recovery_codes_dialog, stale
+from .common import mask, method_state_mismatch, recovery_codes_dialog, stale, withdrawn
 from .forms import CodeForm
 from .views import announce_enabled
 
@@ -38,6 +38,8 @@ def _setup_dialog(kind: str, **context):
 def _gate(kind: str):
     """Fresh second step, not yet set up, and an address to send to."""
     m = member()
+    if (refused := withdrawn(kind)) is not None:
+        return refused
     if stale():
         return reauth_dialog(url_for("settings.contact_setup", kind=kind))
     if (mismatch := method_state_mismatch(m, kind, needs_method=False)) is not None:

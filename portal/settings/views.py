@@ -7,7 +7,7 @@ method needs a recent second step (10 minutes); a stale session is first asked f
 
 from __future__ import annotations
 
-from flask import flash, redirect, request, url_for
+from flask import flash, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
@@ -20,11 +20,11 @@ from ..texts import (
     refusal_message,
     sent_message,
 )
-from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, recovery
-from ..web import locks
+from ..twofactor import CONTACT_METHODS, METHODS, Outcome, SendRefused, devices, recovery
+from ..web import cookies, enforcement, locks, policy
 from ..web.dialogs import dialog, done, member, reauth_dialog
 from ..web.forms import ActionForm, ConfirmForm, MethodForm, ReauthCodeForm, ReauthPasswordForm
-from ..web.htmx import redirect_to, render
+from ..web.htmx import is_htmx, redirect_to, render
 from . import bp
 from .common import mask, method_state_mismatch, recovery_codes_dialog, stale
 
@@ -38,10 +38,15 @@ def require_sign_in() -> None:
 def sections_context() -> dict:
     m = member()
     methods = twofactor.enabled_methods(m)
+    offered = policy.offered()
     return {
         "methods": methods,
+        # Sections for what the policy offers, and for withdrawn methods still set up
+        # (so the member can see why they no longer work and turn them off).
+        "kinds": [k for k in METHODS if k in offered or k in methods],
+        "offered": offered,
         "since": {kind: twofactor.method_since(m, kind) for kind in methods},
-        "preferred": twofactor.preferred_method(m),
+        "preferred": twofactor.preferred_method(m, offered),
         "has_two_factor": bool(methods),
         "recovery_left": recovery.remaining(m),
         "email_masked": mask("email", m.email) if m.email else None,
@@ -52,7 +57,67 @@ def sections_context() -> dict:
 
 @bp.route("/2fa")
 def index() -> ResponseReturnValue:
-    return render("settings/index.html", "settings/_sections.html", **sections_context())
+    return render(
+        "settings/index.html",
+        "settings/_sections.html",
+        devices=_devices_context(),
+        **sections_context(),
+    )
+
+
+@bp.route("/2fa/setup")
+def setup() -> ResponseReturnValue:
+    """The set-up page the policy sends members to (required): only the methods it
+    offers; the member goes on once one is set up."""
+    m = member()
+    state = enforcement.enrolment(m)
+    return render(
+        "settings/setup.html",
+        "settings/_sections.html",
+        state=state,
+        days_left=state.days_left(sessions.now()),
+        landing=policy.current().landing_path,
+        **sections_context(),
+    )
+
+
+@bp.route("/banner/hide", methods=["POST"])
+def hide_banner() -> ResponseReturnValue:
+    """Hide the "not set up" banner for the rest of this session."""
+    if ActionForm().validate_on_submit():
+        session[enforcement.BANNER_HIDDEN] = True
+    if is_htmx():
+        return ""
+    return redirect(sessions.safe_next(request.form.get("next")) or url_for("main.index"))
+
+
+def _devices_context() -> dict:
+    m = member()
+    now = sessions.now()
+    return {
+        "allowed": policy.current().allow_remember_device,
+        "listed": devices.listed(m, now),
+        "this_browser": devices.owned_by(m, cookies.remembered_tokens()),
+    }
+
+
+@bp.route("/2fa/devices/<int:device_id>/forget", methods=["POST"])
+def forget_device(device_id: int) -> ResponseReturnValue:
+    """この端末の記憶を解除: the device is asked for the code again next time."""
+    if ActionForm().validate_on_submit() and devices.forget(member(), device_id):
+        audit.record_request("device.forgotten", device=device_id)
+        flash(_("端末の記憶を解除しました。次回からはコードの入力が必要です。"))
+    return redirect_to(url_for("settings.index") + "#section-devices")
+
+
+@bp.route("/2fa/devices/forget", methods=["POST"])
+def forget_all_devices() -> ResponseReturnValue:
+    """すべての端末の記憶を解除する."""
+    if ActionForm().validate_on_submit():
+        count = devices.forget(member())
+        audit.record_request("device.forgotten", count=count)
+        flash(_("すべての端末の記憶を解除しました。"))
+    return redirect_to(url_for("settings.index") + "#section-devices")
 
 
 @bp.route("/reauth", methods=["GET", "POST"])
@@ -123,7 +188,7 @@ def preferred() -> ResponseReturnValue:
     if form.validate_on_submit():
         twofactor.set_preferred(member(), form.method.data or "")
     if request.headers.get("HX-Request"):
-        return render("settings/index.html", "settings/_sections.html", **sections_context())
+        return index()
     return redirect_to(url_for("settings.index"))
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import ContactMethod, Member, TotpCredential
-from . import lockout, otp_codes, recovery, totp
+from . import devices, lockout, otp_codes, recovery, totp
 from .lockout import Lock
 from .otp_codes import Refusal, SendRefused, Status
 from .totp import Enrolment
@@ -96,9 +96,15 @@ def has_two_factor(member: Member) -> bool:
     return bool(enabled_methods(member))
 
 
-def preferred_method(member: Member) -> str | None:
-    """The method sign-in starts with: the member's choice, else the first set up."""
-    methods = enabled_methods(member)
+def usable_methods(member: Member, offered: tuple[str, ...] = METHODS) -> list[str]:
+    """The member's methods that the operator's policy still offers."""
+    return [kind for kind in enabled_methods(member) if kind in offered]
+
+
+def preferred_method(member: Member, offered: tuple[str, ...] = METHODS) -> str | None:
+    """The method sign-in starts with: the member's choice, else the first set up (of
+    those the policy offers)."""
+    methods = usable_methods(member, offered)
     if member.preferred_method in methods:
         return member.preferred_method
     return methods[0] if methods else None
@@ -271,7 +277,8 @@ def enable_contact(
 
 def disable_method(member: Member, kind: str) -> None:
     """Turning off the last method also voids the recovery codes (they would otherwise
-    be a way back into an account that has no second step)."""
+    be a way back into an account that has no second step). Remembered devices are
+    forgotten with any method: the skip was granted on the strength of the old set."""
     if kind == "app":
         totp.remove(member)
     else:
@@ -282,17 +289,25 @@ def disable_method(member: Member, kind: str) -> None:
         )
         db.session.commit()
         otp_codes.discard(member, f"signin:{kind}", f"setup:{kind}", f"change:{kind}")
+    devices.forget(member)
     if not has_two_factor(member):
         recovery.void(member)
 
 
 def reset_all(member: Member, *, commit: bool = True) -> None:
-    """The operator's 無効化: every method, pending set-up, code and recovery code of the
-    member goes, and every session ends, in one transaction. The member can then sign in
-    with the password alone and set 2FA up again."""
-    from ..models import OneTimeCode, RecoveryCode, TotpEnrolment
+    """The operator's 無効化: every method, pending set-up, code, recovery code and
+    remembered device of the member goes, and every session ends, in one transaction.
+    The member can then sign in with the password alone and set 2FA up again."""
+    from ..models import OneTimeCode, RecoveryCode, RememberedDevice, TotpEnrolment
 
-    for model in (TotpCredential, TotpEnrolment, ContactMethod, RecoveryCode, OneTimeCode):
+    for model in (
+        TotpCredential,
+        TotpEnrolment,
+        ContactMethod,
+        RecoveryCode,
+        OneTimeCode,
+        RememberedDevice,
+    ):
         db.session.execute(delete(model).where(model.member_id == member.id))
     db.session.execute(
         update(Member)

@@ -20,7 +20,7 @@ from portal.twofactor import totp
 
 # Sample values for the URL converters. A route with a converter or argument not
 # listed here makes the walks fail loudly instead of silently skipping the route.
-SAMPLES = {"login_id": "alice", "page_id": "1", "slug": "x"}
+SAMPLES = {"login_id": "alice", "page_id": "1", "slug": "x", "device_id": "1", "terminal_id": "1"}
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
 
 # The pages a pending (password-only) sign-in may use, and what a visitor may use.

@@ -57,7 +57,7 @@ from werkzeug.routing import AnyConverter, IntegerConverter
 from wtforms.fields.core import UnboundField
 
 from portal import create_app, members, pages
-from portal.admin.forms import DeletePageForm, PageForm
+from portal.admin.forms import DeletePageForm, PageForm, PolicyForm, TerminalForm
 from portal.auth.forms import CodeForm as SignInCodeForm
 from portal.auth.forms import LoginForm, RecoveryForm
 from portal.extensions import db
@@ -109,6 +109,12 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "settings.password": (PasswordChangeForm,),
     "settings.password_strength": (PasswordStrengthForm,),  # judges, stores nothing
     "settings.end_other_sessions": (ActionForm,),
+    "settings.hide_banner": (ActionForm,),  # a session flag only
+    "settings.forget_device": (ActionForm,),  # remembered devices: not compared
+    "settings.forget_all_devices": (ActionForm,),
+    "admin.policy_page": (PolicyForm,),  # random values never make a valid policy
+    "admin.terminal_mark": (TerminalForm,),  # marks the fuzzing browser: not compared
+    "admin.terminal_remove": (ActionForm,),
     "admin.member_reset": (ConfirmForm,),
     "admin.member_unlock": (ActionForm,),  # lifts locks only: no compared record changes
     "admin.page_new": (PageForm,),
