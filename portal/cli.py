@@ -213,7 +213,7 @@ def policy_show():
     from .web import policy as current
 
     for field, value in policy.values(current.current()).items():
-        click.echo(f"{field} {value.replace(chr(10), '; ')}")
+        click.echo(f"{field} {value.replace(chr(10), '; ')}".rstrip())
 
 
 @policy_cli.command("set")

@@ -13,7 +13,7 @@ from .. import audit, members, notices, sessions, twofactor
 from ..extensions import db
 from ..models import AuditEvent, ContactMethod, Member
 from ..texts import METHOD_SHORT
-from ..twofactor import lockout, recovery
+from ..twofactor import devices, lockout, recovery
 from ..web.dialogs import dialog, done
 from ..web.forms import ActionForm, ConfirmForm
 from ..web.htmx import render
@@ -104,6 +104,7 @@ def member_detail(login_id: str) -> ResponseReturnValue:
         method_short=METHOD_SHORT,
         recovery_left=recovery.remaining(m),
         is_self=m.id == current_user.id,
+        remembered=devices.listed(m, sessions.now()),
         code_lock=lockout.current_lock(m, sessions.now(), lockout.CODE),
         recovery_lock=lockout.current_lock(m, sessions.now(), lockout.RECOVERY),
     )
