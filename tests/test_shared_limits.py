@@ -18,18 +18,14 @@ a few seconds.
 
 from __future__ import annotations
 
-import http.client
-import os
 import re
-import socket
-import time
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import pytest
 import requests
 from live_server import MemberSpec, run_server
 from redis_server import redis_server  # noqa: F401  (fixture)
+from worker_pairs import Attempt, request_pair
 
 pytestmark = pytest.mark.server
 
@@ -51,14 +47,6 @@ LIMITS = {
 }
 
 
-@dataclass(frozen=True)
-class Attempt:
-    pid: int  # the gunicorn worker that served it
-    status: int
-    headers: http.client.HTTPMessage
-    text: str
-
-
 def _sign_in_form(base: str) -> tuple[str, str]:
     """The Cookie header and the CSRF token of a fresh visit to /login."""
     with requests.Session() as http_session:
@@ -69,56 +57,6 @@ def _sign_in_form(base: str) -> tuple[str, str]:
         cookie = "; ".join(f"{c.name}={c.value}" for c in http_session.cookies)
         assert cookie, "no session cookie"
         return cookie, match.group(1)
-
-
-def _tcp_entries() -> list[list[str]]:
-    with open("/proc/net/tcp") as table:
-        return [line.split() for line in table.readlines()[1:]]
-
-
-def _server_side_inode(server_port: int, client_port: int) -> int:
-    """The inode of the server's end of a connection once a process has accepted it;
-    0 while it waits in the listener's queue (it has no socket file yet)."""
-    for fields in _tcp_entries():
-        local_port = int(fields[1].split(":")[1], 16)
-        remote_port = int(fields[2].split(":")[1], 16)
-        established = fields[3] == "01"
-        if established and local_port == server_port and remote_port == client_port:
-            return int(fields[9])
-    return 0
-
-
-def _owner(inode: int) -> int:
-    """The pid of the process holding the socket with this inode."""
-    target = f"socket:[{inode}]"
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == target for fd in fds):
-                return int(pid)
-        except OSError:  # the process or descriptor went away
-            continue
-    raise AssertionError(f"no process holds socket {inode}")
-
-
-def _wait_accepted(server_port: int, conn: socket.socket) -> int:
-    """Wait until a worker has accepted ``conn``; its pid."""
-    client_port = conn.getsockname()[1]
-    deadline = time.monotonic() + TIMEOUT
-    while (inode := _server_side_inode(server_port, client_port)) == 0:
-        assert time.monotonic() < deadline, "no free worker accepted the connection"
-        time.sleep(0.01)
-    return _owner(inode)
-
-
-def _read_response(conn: socket.socket, pid: int) -> Attempt:
-    response = http.client.HTTPResponse(conn, method="POST")
-    try:
-        response.begin()
-        body = response.read().decode()
-    finally:
-        response.close()
-    return Attempt(pid, response.status, response.headers, body)
 
 
 def attempt_pair(server, cookie: str, token: str, password: str) -> list[Attempt]:
@@ -132,24 +70,7 @@ def attempt_pair(server, cookie: str, token: str, password: str) -> list[Attempt
         f"Content-Length: {len(body.encode())}\r\n"
         "Connection: close\r\n"
     ).encode()
-    rest = b"\r\n" + body.encode()
-    conns = []
-    try:
-        pids = []
-        for _ in range(2):
-            conn = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
-            conns.append(conn)
-            conn.sendall(head)  # the worker that accepts it now waits for the rest
-            pids.append(_wait_accepted(server.port, conn))
-        assert pids[0] != pids[1], f"both connections held by worker {pids[0]}"
-        attempts = []
-        for conn, pid in zip(conns, pids, strict=True):
-            conn.sendall(rest)
-            attempts.append(_read_response(conn, pid))
-        return attempts
-    finally:
-        for conn in conns:
-            conn.close()
+    return request_pair(server, head, b"\r\n" + body.encode())
 
 
 def assert_refused(attempt: Attempt) -> None:

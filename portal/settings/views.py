@@ -77,6 +77,8 @@ def setup() -> ResponseReturnValue:
         state=state,
         days_left=state.days_left(sessions.now()),
         landing=policy.current().landing_path,
+        setup_done=state.has_two_factor,
+        refresh_url=url_for("settings.setup"),
         **sections_context(),
     )
 
