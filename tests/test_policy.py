@@ -430,3 +430,11 @@ def test_the_admin_area_still_needs_an_enrolled_second_step(app, client, operato
     assert client.get("/admin/").location == "/settings/2fa"
     with app.app_context():
         enrol_app(get_member(operator))
+
+
+def test_the_email_section_names_the_destination_field(app, client, member):
+    """The guide's Q2: codes go to the member-info email (and phone), shown here."""
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    page = client.get("/settings/2fa").text
+    assert "送信先メールアドレス：a***@example.com" in page
+    assert "メンバー情報の「メールアドレス」" in page and "メンバー情報の「携帯電話番号」" in page
