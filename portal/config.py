@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "SQLALCHEMY_ENGINE_OPTIONS": {},
     "PORTAL_ENCRYPTION_KEYS": None,  # list[str] of Fernet keys, newest first
     "PORTAL_HMAC_KEY": None,
-    "PORTAL_ISSUER": "Member Portal",
+    "PORTAL_ISSUER": "会員ページ",
     "PORTAL_HTTPS": False,
     "PORTAL_SESSION_HOURS": 12,
     "PORTAL_IDLE_MINUTES": 30,  # a signed-in session left alone this long ends

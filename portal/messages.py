@@ -13,7 +13,7 @@ from .web import policy
 
 PURPOSE_SUBJECTS = {
     "signin": "ログイン用の認証コード",
-    "setup": "2段階認証の設定用の確認コード",
+    "setup": "二段階認証の設定用の確認コード",
     "change": "連絡先変更の確認コード",
 }
 

@@ -16,21 +16,21 @@ from .web import policy
 log = logging.getLogger(__name__)
 
 SUBJECTS = {
-    "method_enabled": "2段階認証の方法が追加されました",
-    "method_disabled": "2段階認証の方法が無効化されました",
+    "method_enabled": "二段階認証の方法が追加されました",
+    "method_disabled": "二段階認証の方法が無効化されました",
     "app_replaced": "認証アプリが変更されました",
     "recovery_regenerated": "リカバリーコードが再発行されました",
     "recovery_used": "リカバリーコードでログインしました",
     "email_changed": "メールアドレスが変更されました",
     "phone_changed": "電話番号が変更されました",
     "password_changed": "パスワードが変更されました",
-    "reset": "管理者が2段階認証を無効化しました",
-    "operator_reset": "管理者の2段階認証が無効化されました",
-    "tfa_locked": "2段階認証のコード入力に続けて失敗しました",
+    "reset": "管理者が二段階認証を無効化しました",
+    "operator_reset": "管理者の二段階認証が無効化されました",
+    "tfa_locked": "二段階認証のコード入力に続けて失敗しました",
     "code_replayed": "使用済みの認証コードが入力されました",
     "device_remembered": "新しい端末でコード入力のスキップが設定されました",
-    "tfa_blocked": "2段階認証を停止しました",
-    "tfa_unlocked": "2段階認証のロックが解除されました",
+    "tfa_blocked": "二段階認証を停止しました",
+    "tfa_unlocked": "二段階認証のロックが解除されました",
 }
 
 

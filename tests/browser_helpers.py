@@ -228,4 +228,4 @@ def verify(page: Page, server, code: str) -> None:
     page.get_by_label("認証コード", exact=True).fill(code)
     page.get_by_role("button", name="認証する").click()
     expect(page).to_have_url(f"{server.url}/")
-    expect(page.get_by_text("2段階認証：設定済み")).to_be_visible()
+    expect(page.get_by_text("二段階認証：設定済み")).to_be_visible()

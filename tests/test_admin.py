@@ -290,7 +290,7 @@ def test_reset_removes_everything_and_tells_the_member(app, client, admin_client
     refused = admin_client.post("/admin/members/gina/reset", data={}, headers=HX)
     assert "チェックを入れてください" in refused.text
     done = admin_client.post("/admin/members/gina/reset", data={"confirm": "y"}, headers=HX)
-    assert "2段階認証を無効化しました" in done.text
+    assert "二段階認証を無効化しました" in done.text
     with app.app_context():
         for model in (TotpCredential, ContactMethod, RecoveryCode):
             assert db.session.scalar(db.select(model).where(model.member_id == gina_id)) is None
@@ -311,7 +311,7 @@ def test_reset_removes_everything_and_tells_the_member(app, client, admin_client
 def test_operator_cannot_reset_themselves(app, admin_client):
     give(app, "boss", "email")
     response = admin_client.post("/admin/members/boss/reset", data={"confirm": "y"})
-    assert "2段階認証設定ページで変更してください" in response.text
+    assert "二段階認証設定ページで変更してください" in response.text
     with app.app_context():
         assert twofactor.has_two_factor(members.find("boss"))
 
@@ -326,7 +326,7 @@ def test_operator_without_2fa_is_sent_to_set_one_up(app, client, operator, membe
         assert response.status_code == 302, (method, url)
         assert response.location == "/settings/2fa", (method, url)
     page = client.get("/settings/2fa")
-    assert "管理画面を使うには、先に2段階認証を設定してください。" in page.text
+    assert "管理画面を使うには、先に二段階認証を設定してください。" in page.text
     hx = client.get("/admin/members.csv", headers=HX)
     assert hx.headers["HX-Redirect"] == "/settings/2fa" and "ian" not in hx.text
     with app.app_context():

@@ -53,7 +53,7 @@ def test_authenticator_app_lifecycle_with_javascript(browser, server, tmp_path):
     with evidence_on_failure(watched, server, tmp_path, "javascript"):
         sign_in(page, server, member)
         expect(page).to_have_url(f"{server.url}/")
-        expect(page.get_by_text("2段階認証：未設定")).to_be_visible()
+        expect(page.get_by_text("二段階認証：未設定")).to_be_visible()
 
         # Set up: QR code and secret in a modal dialog, a wrong code, then the right one.
         page.goto(f"{server.url}/settings/2fa")
@@ -135,7 +135,7 @@ def test_authenticator_app_lifecycle_with_javascript(browser, server, tmp_path):
         sign_out(page, server)
         sign_in(page, server, member)
         expect(page).to_have_url(f"{server.url}/")
-        expect(page.get_by_text("2段階認証：未設定")).to_be_visible()
+        expect(page.get_by_text("二段階認証：未設定")).to_be_visible()
 
 
 def test_set_up_and_recovery_sign_in_without_javascript(browser, server, tmp_path):
@@ -190,4 +190,4 @@ def test_set_up_and_recovery_sign_in_without_javascript(browser, server, tmp_pat
         expect(page.locator(".flashes")).to_contain_text(
             "リカバリーコードでログインしました。残りのリカバリーコードは9個です。"
         )
-        expect(page.get_by_text("2段階認証：設定済み")).to_be_visible()
+        expect(page.get_by_text("二段階認証：設定済み")).to_be_visible()

@@ -33,9 +33,9 @@ pytestmark = pytest.mark.browser
 
 MAIL_TIMEOUT = 10.0  # seconds for a mail to reach the SMTP server
 CODE_RE = re.compile(r"認証コード: (\d{6})")
-SETUP_SUBJECT = "2段階認証の設定用の確認コード"
+SETUP_SUBJECT = "二段階認証の設定用の確認コード"
 SIGNIN_SUBJECT = "ログイン用の認証コード"
-ENABLED_SUBJECT = "2段階認証の方法が追加されました"
+ENABLED_SUBJECT = "二段階認証の方法が追加されました"
 RESEND_WAIT = re.compile(r"あと(\d+)秒後に再送できます。")
 
 
@@ -130,7 +130,7 @@ def test_email_set_up_and_sign_in_with_javascript(browser, smtp_server, tmp_path
         with evidence_on_failure(watched, server, tmp_path, "email"):
             sign_in(page, server, member)
             expect(page).to_have_url(f"{server.url}/")
-            expect(page.get_by_text("2段階認証：未設定")).to_be_visible()
+            expect(page.get_by_text("二段階認証：未設定")).to_be_visible()
 
             # Set up: the dialog names the masked address; a code is sent only on request.
             page.goto(f"{server.url}/settings/2fa")

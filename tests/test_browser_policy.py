@@ -69,7 +69,7 @@ def test_required_policy_walks_a_member_through_set_up_then_remembers(browser, s
         sign_in(page, server, MEMBER)
         # Straight to set-up: nothing else is reachable until a method is set up.
         expect(page).to_have_url(f"{server.url}/settings/2fa/setup")
-        expect(page.get_by_text("このサイトでは2段階認証が必須です。")).to_be_visible()
+        expect(page.get_by_text("このサイトでは二段階認証が必須です。")).to_be_visible()
         page.goto(f"{server.url}/settings/profile")
         expect(page).to_have_url(f"{server.url}/settings/2fa/setup")
 
@@ -82,7 +82,7 @@ def test_required_policy_walks_a_member_through_set_up_then_remembers(browser, s
         close_dialog(page)
         page.get_by_role("link", name="マイページへ進む").click()
         expect(page).to_have_url(f"{server.url}/")
-        expect(page.get_by_text("2段階認証：設定済み")).to_be_visible()
+        expect(page.get_by_text("二段階認証：設定済み")).to_be_visible()
 
         # Next sign-in: the code page offers the skip box; tick it.
         sign_out(page, server)

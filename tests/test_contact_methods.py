@@ -74,7 +74,7 @@ def test_email_setup_end_to_end(app, client, member, smtp_server):
     assert "a***@example.com に認証コードを送信しました。" in sent.text
     mail = mails_with(smtp_server, "確認コード")[0]
     assert mail["To"] == "alice@example.com"
-    assert "Member Portal" in mail["Subject"]
+    assert "会員ページ" in mail["Subject"]
     body = body_text(mail)
     assert "10分" in body and "覚えがない" in body
     wrong = client.post("/settings/2fa/email/setup", data={"code": "000000"}, headers=HX)
@@ -85,7 +85,7 @@ def test_email_setup_end_to_end(app, client, member, smtp_server):
     assert len(re.findall(r"<li><code>", done.text)) == 10  # first method: recovery codes
     with app.app_context():
         assert twofactor.enabled_methods(get_member(member)) == ["email"]
-    notice = mails_with(smtp_server, "2段階認証の方法が追加されました")[0]
+    notice = mails_with(smtp_server, "二段階認証の方法が追加されました")[0]
     text = body_text(notice)
     assert "メールによる認証" in text and "https://portal.example.com/login" in text
     assert "IPアドレス" in text and code not in text
@@ -396,8 +396,8 @@ def test_disable_email(app, client, member, smtp_server):
     assert "メールによる認証の無効化が完了しました。" in done.text and "完了" in done.text
     with app.app_context():
         assert not twofactor.has_two_factor(get_member(member))
-    notice = mails_with(smtp_server, "2段階認証の方法が無効化されました")[0]
-    assert "現在、2段階認証は設定されていません。" in body_text(notice)
+    notice = mails_with(smtp_server, "二段階認証の方法が無効化されました")[0]
+    assert "現在、二段階認証は設定されていません。" in body_text(notice)
 
 
 def test_disable_sms_message(app, client, member, sms_gateway):

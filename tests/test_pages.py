@@ -15,10 +15,10 @@ from portal.extensions import db
 from portal.models import AuditEvent, MemberPage
 
 HX = {"HX-Request": "true"}
-SETTINGS_LINK = '<a href="%url/rel:tfa:setting%">2段階認証設定</a>'
+SETTINGS_LINK = '<a href="%url/rel:tfa:setting%">二段階認証設定</a>'
 
 
-def make_page(app, slug="tfa-guide", title="2段階認証のご案内", body=SETTINGS_LINK) -> int:
+def make_page(app, slug="tfa-guide", title="二段階認証のご案内", body=SETTINGS_LINK) -> int:
     with app.app_context():
         return pages.save(None, title=title, slug=slug, body=body, by="boss").id
 
@@ -182,7 +182,7 @@ def test_bad_input_on_edit_changes_nothing(app, admin_client):
     )
     assert "タイトルを入力してください。" in response.text
     assert "半角英小文字・数字・ハイフン" in response.text
-    assert stored(app, "tfa-guide").title == "2段階認証のご案内"
+    assert stored(app, "tfa-guide").title == "二段階認証のご案内"
 
 
 @pytest.mark.parametrize(
@@ -239,7 +239,7 @@ def test_members_who_are_not_operators_get_403_everywhere(app, client, member, a
         data = {"title": "hacked", "slug": "hacked", "body": "x"}
         response = client.open(url, method=method, data=data if method == "POST" else None)
         assert response.status_code == 403, (method, url)
-    assert page_count(app) == 1 and stored(app, "tfa-guide").title == "2段階認証のご案内"
+    assert page_count(app) == 1 and stored(app, "tfa-guide").title == "二段階認証のご案内"
 
 
 def test_visitors_are_sent_to_sign_in_for_admin_urls(app, client):
@@ -286,18 +286,18 @@ def test_keyword_link_leads_to_the_settings_page(app, client):
     make_page(app, body=f"<p>設定は{SETTINGS_LINK}から。</p>")
     assert stored(app, "tfa-guide").body == (
         '<p>設定は<a href="%url/rel:tfa:setting%" rel="noopener noreferrer">'
-        "2段階認証設定</a>から。</p>"
+        "二段階認証設定</a>から。</p>"
     )
     sign_in_as_member(app, client)
     response = client.get("/pages/tfa-guide")
     assert response.status_code == 200
-    assert "2段階認証のご案内" in response.text
+    assert "二段階認証のご案内" in response.text
     body = member_body(response.text)
-    assert '<a href="/settings/2fa" rel="noopener noreferrer">2段階認証設定</a>' in body
+    assert '<a href="/settings/2fa" rel="noopener noreferrer">二段階認証設定</a>' in body
     assert "%url/rel:tfa:setting%" not in response.text
-    href = re.search(r'<a href="([^"]+)" rel="noopener noreferrer">2段階認証設定', body).group(1)
+    href = re.search(r'<a href="([^"]+)" rel="noopener noreferrer">二段階認証設定', body).group(1)
     settings = client.get(href)
-    assert settings.status_code == 200 and "2段階認証" in settings.text
+    assert settings.status_code == 200 and "二段階認証" in settings.text
 
 
 def test_keywords_survive_sanitising_in_text_and_attributes():

@@ -275,7 +275,7 @@ def test_required_after_grace_reaches_nothing_but_set_up(app, client, member):
     assert response.location == "/"
     assert client.get("/").location == "/settings/2fa/setup"
     page = client.get("/settings/2fa/setup").text
-    assert "このサイトでは2段階認証が必須です。" in page and "設定を開始する" in page
+    assert "このサイトでは二段階認証が必須です。" in page and "設定を開始する" in page
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or rule.endpoint.startswith("auth."):
             continue

@@ -150,11 +150,11 @@ def test_a_sign_in_code_by_sms_is_one_short_text_and_by_mail_a_full_mail(alice, 
     later = NOW + 2 * MINUTE
     sms_code = signin_code(alice, "sms", inbox, later)
     sms = inbox.last()
-    assert sms.body.startswith("【Member Portal】認証コード: ") and sms_code in sms.body
+    assert sms.body.startswith("【会員ページ】認証コード: ") and sms_code in sms.body
     assert "\n" not in sms.body.strip() and len(sms.body.strip()) <= 70
     mail_code = signin_code(alice, "email", inbox, later)
     mail = inbox.last()
-    assert mail.subject == "【Member Portal】ログイン用の認証コード"
+    assert mail.subject == "【会員ページ】ログイン用の認証コード"
     assert f"認証コード: {mail_code}" in mail.body and "ログインしようとした覚えがない" in mail.body
 
 

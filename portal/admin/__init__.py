@@ -24,7 +24,7 @@ def operators_only():
     if not current_user.is_authenticated or not current_user.is_operator:
         abort(403)
     if not twofactor.has_two_factor(current_user):
-        flash(_("管理画面を使うには、先に2段階認証を設定してください。"), "warning")
+        flash(_("管理画面を使うには、先に二段階認証を設定してください。"), "warning")
         return redirect_to(url_for("settings.index"))
     if request.method == "POST":
         wait = throttle.per_address("PORTAL_LIMIT_ADMIN", "admin", event="request.throttled")

@@ -60,9 +60,9 @@ def members_csv() -> ResponseReturnValue:
         _("ログインID"),
         _("氏名"),
         _("メールアドレス"),
-        _("2段階認証の方法"),
+        _("二段階認証の方法"),
         _("設定日"),
-        _("最終2段階認証"),
+        _("最終二段階認証"),
         _("リカバリーコード残数"),
     ]
     return csv_response("members.csv", header, rows)
@@ -117,8 +117,8 @@ def member_reset(login_id: str) -> ResponseReturnValue:
     here = url_for("admin.member_reset", login_id=m.login_id)
     if m.id == current_user.id:
         return done(
-            _("2段階認証の無効化"),
-            _("自分の2段階認証は、2段階認証設定ページで変更してください。"),
+            _("二段階認証の無効化"),
+            _("自分の二段階認証は、二段階認証設定ページで変更してください。"),
         )
     if stale_operator():
         return ask_for_second_step(here)
@@ -139,9 +139,9 @@ def member_reset(login_id: str) -> ResponseReturnValue:
                     **notices.request_details(),
                 )
             return done(
-                _("2段階認証の無効化"),
+                _("二段階認証の無効化"),
                 _(
-                    "%(name)s（%(login_id)s）の2段階認証を無効化しました。",
+                    "%(name)s（%(login_id)s）の二段階認証を無効化しました。",
                     name=m.name,
                     login_id=m.login_id,
                 ),
@@ -167,7 +167,7 @@ def member_unlock(login_id: str) -> ResponseReturnValue:
         return done(
             _("ロックの解除"),
             _(
-                "%(name)s（%(login_id)s）の2段階認証のロックを解除しました。",
+                "%(name)s（%(login_id)s）の二段階認証のロックを解除しました。",
                 name=m.name or m.login_id,
                 login_id=m.login_id,
             ),

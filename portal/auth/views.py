@@ -357,7 +357,7 @@ def _report_recovery_codes_left(member: Member) -> None:
     flash(_("リカバリーコードでログインしました。残りのリカバリーコードは%(n)d個です。", n=left))
     if left <= current_app.config["PORTAL_RECOVERY_LOW"]:
         flash(
-            _("リカバリーコードが少なくなっています。2段階認証設定ページで再発行してください。"),
+            _("リカバリーコードが少なくなっています。二段階認証設定ページで再発行してください。"),
             "warning",
         )
 

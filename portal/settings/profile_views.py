@@ -60,7 +60,7 @@ def reauth_needed_message(endpoint: str) -> Markup:
     """A field error with a link to re-authenticate and come back to this page."""
     link = url_for("settings.reauth", next=url_for(endpoint))
     return Markup('{} <a href="{}">{}</a>').format(
-        _("変更するには、先に2段階認証で本人確認をしてください。"), link, _("本人確認をする")
+        _("変更するには、先に二段階認証で本人確認をしてください。"), link, _("本人確認をする")
     )
 
 

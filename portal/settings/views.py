@@ -232,7 +232,7 @@ def recovery_regenerate() -> ResponseReturnValue:
     m = member()
     if not twofactor.has_two_factor(m):
         return done(
-            _("リカバリーコード"), _("リカバリーコードは2段階認証を設定すると発行されます。")
+            _("リカバリーコード"), _("リカバリーコードは二段階認証を設定すると発行されます。")
         )
     if stale():
         return reauth_dialog(here)

@@ -222,10 +222,10 @@ def test_v2_2_1_a_hundred_failures_lock_until_an_operator_clears_it(
         response = victim.post(url, data=data)
         assert response.status_code == 423 and victim.get("/").status_code == 302
     mails = smtp_server.wait_for(1)
-    assert "2段階認証を停止しました" in mails[-1]["Subject"]
+    assert "二段階認証を停止しました" in mails[-1]["Subject"]
     # The operator sees it on the member page and lifts it.
     page = admin_client.get("/admin/members/alice").text
-    assert "2段階認証を停止しています" in page and "ロックを解除する" in page
+    assert "二段階認証を停止しています" in page and "ロックを解除する" in page
     done = admin_client.post("/admin/members/alice/unlock")
     assert "ロックを解除しました" in done.text
     with app.app_context():

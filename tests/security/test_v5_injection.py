@@ -224,7 +224,7 @@ def test_v5_3_3_a_name_is_escaped_on_every_page_that_shows_it(app, admin_client,
     ]:
         assert_escaped(admin_client.get(url, headers=headers).text, payload, url)
     done = admin_client.post("/admin/members/alice/reset", data={"confirm": "y"}, headers=HX)
-    assert "2段階認証を無効化しました" in done.text
+    assert "二段階認証を無効化しました" in done.text
     assert_escaped(done.text, payload, "reset answer")
     for url in ("/admin/audit", "/admin/audit?member=alice", "/admin/"):
         assert_escaped(admin_client.get(url).text, payload, url, shown=False)
@@ -374,7 +374,7 @@ def test_v5_2_5_template_syntax_in_a_name_is_shown_as_typed(app, admin_client):
         assert f"Hi {typed}!" in member.get("/pages/hello").text, name
         assert f"<h1>{typed}（alice）</h1>" in admin_client.get("/admin/members/alice").text
         done = admin_client.post("/admin/members/alice/reset", data={"confirm": "y"}, headers=HX)
-        assert f"{typed}（alice）の2段階認証を無効化しました" in done.text, name
+        assert f"{typed}（alice）の二段階認証を無効化しました" in done.text, name
 
 
 # --- 5.3.4 SQL injection and LIKE wildcards ------------------------------------------------------
