@@ -80,6 +80,9 @@ class Member(db.Model):
     last_second_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # The method /login/verify starts with: the first one set up, changeable in settings.
     preferred_method: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # Set when an operator resets the second step; the next sign-in says so on screen
+    # (not only by mail) and is cleared once shown.
+    tfa_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -315,6 +318,25 @@ class MemberPage(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str] = mapped_column(String(64), default="")
+    # Listed on マイページ and in the menu when ticked, in ``menu_order`` (then title).
+    listed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    menu_order: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PasswordReset(db.Model):
+    """A パスワードをお忘れの方 link: a random token mailed to the member; only its hash is
+    stored. Single use, short-lived, and voided by a newer link."""
+
+    __tablename__ = "password_reset"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Empty when the member asked; the operator's login ID when sent from the admin area.
+    requested_by: Mapped[str] = mapped_column(String(64), default="")
 
 
 __all__ = [
@@ -322,6 +344,7 @@ __all__ = [
     "MemberPage",
     "ContactMethod",
     "OneTimeCode",
+    "PasswordReset",
     "Policy",
     "RememberedDevice",
     "SharedTerminal",
