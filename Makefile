@@ -9,18 +9,21 @@ export PORTAL_ENV ?= development
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --upgrade pip > /dev/null 2>&1 || true
 
 # Reinstall when the dependency list changes.
-$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
-	touch $@
+# pip's output goes to a log, shown only when the install fails.
+$(VENV)/.installed: setup.cfg pyproject.toml MANIFEST.in | $(BIN)/python
+	@echo "Installing the portal into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/pip install --quiet -e . > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@touch $@
 
-$(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: setup.cfg pyproject.toml MANIFEST.in | $(BIN)/python
+	@echo "Installing the portal and its test tools into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/pip install --quiet -e '.[test]' > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	touch $(VENV)/.installed $@
 
-$(VENV)/.installed-dev: setup.cfg pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: setup.cfg pyproject.toml MANIFEST.in | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $(VENV)/.installed-test $@
 
@@ -30,12 +33,12 @@ install-test: $(VENV)/.installed-test
 	scripts/ensure-chromium.sh
 	scripts/ensure-redis.sh
 
+# Quiet set-up, then the address and demo accounts framed as the last lines before the
+# access log (gunicorn logs warnings and errors only, so a busy port still shows).
 run: install
-	$(BIN)/flask --app wsgi db upgrade
-	@echo "Demo accounts (fresh passwords on every start):"
-	@$(BIN)/flask --app wsgi demo-accounts
-	@echo "Serving on http://127.0.0.1:$(PORT)/"
-	$(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers 2 --worker-class gthread --threads 4 --access-logfile - wsgi:app
+	@$(BIN)/flask --app wsgi db upgrade > $(VENV)/migrate.log 2>&1 || (cat $(VENV)/migrate.log; exit 1)
+	@PORT=$(PORT) $(BIN)/flask --app wsgi demo-accounts
+	@$(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers 2 --worker-class gthread --threads 4 --log-level warning --access-logfile - wsgi:app
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -176,6 +176,8 @@ def demo_accounts():
 
     if current_app.config["PORTAL_ENV"] != "development":
         fail("demo-accounts only runs with PORTAL_ENV=development")
+    lines = [f"Member portal: http://127.0.0.1:{current_app.config['PORT']}/", ""]
+    lines.append("Demo accounts (new passwords on every start):")
     for login_id, operator in (("demo", False), ("admin", True)):
         password = secrets.token_urlsafe(12)
         member = members.find(login_id)
@@ -189,7 +191,18 @@ def demo_accounts():
             )
         else:
             members.set_password(member, password)
-        click.echo(f"  {login_id:<6} password: {password}")
+        role = "(operator)" if operator else "(member)"
+        lines.append(f"  {login_id:<6} {role:<10}  password: {password}")
+    lines += ["", "Stop with Ctrl+C."]
+    click.echo(framed(lines))
+
+
+def framed(lines: list[str]) -> str:
+    """The lines in an ASCII box, so the address and passwords stand out of the log."""
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 4) + "+"
+    body = [f"|  {line:<{width}}  |" for line in lines]
+    return "\n".join(["", rule, *body, rule, ""])
 
 
 @keys_cli.command("rotate")

@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_HMAC_KEY": None,
     "PORTAL_ISSUER": "会員ページ",
     "PORTAL_HTTPS": False,
+    # The port `make run` serves on; mail links follow it when PORTAL_BASE_URL is unset.
+    "PORT": 8000,
     "PORTAL_SESSION_HOURS": 12,
     "PORTAL_IDLE_MINUTES": 30,  # a signed-in session left alone this long ends
     # Two-step verification rules (SPEC "Sign-in flow", core issue)
@@ -116,6 +118,13 @@ def parse_int(name: str, raw: str, minimum: int = 0) -> int:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def parse_port(name: str, raw: str) -> int:
+    value = parse_int(name, raw, minimum=1)
+    if value > 65535:
+        raise ConfigError(f"{name} must be a port number (1-65535), not {value}")
     return value
 
 
@@ -241,6 +250,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "MAIL_DEFAULT_SENDER": ("MAIL_DEFAULT_SENDER", parse_str),
     "MAIL_TIMEOUT": ("MAIL_TIMEOUT", int_at_least(1)),
     "PORTAL_BASE_URL": ("PORTAL_BASE_URL", parse_base_url),
+    "PORT": ("PORT", parse_port),
     "PORTAL_SMS_BACKEND": ("PORTAL_SMS_BACKEND", parse_sms_backend),
     "PORTAL_SMS_GATEWAY_URL": ("PORTAL_SMS_GATEWAY_URL", parse_base_url),
     "PORTAL_SMS_GATEWAY_TOKEN": ("PORTAL_SMS_GATEWAY_TOKEN", parse_str),
@@ -322,7 +332,8 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
             "(for example https://portal.example.com)"
         )
     if not config.get("PORTAL_BASE_URL"):
-        config["PORTAL_BASE_URL"] = "http://127.0.0.1:8000"
+        # `make run` serves on 127.0.0.1:$PORT: mail links must point there.
+        config["PORTAL_BASE_URL"] = f"http://127.0.0.1:{config['PORT']}"
     if config["PORTAL_SMS_BACKEND"] == "http" and not (
         config.get("PORTAL_SMS_GATEWAY_URL") and config.get("PORTAL_SMS_GATEWAY_TOKEN")
     ):

@@ -127,3 +127,24 @@ def test_production_warns_when_codes_would_travel_unencrypted(env, caplog):
     create_app()
     assert "codes travel to mail.example.com unencrypted" in caplog.text
     assert "PORTAL_SMS_GATEWAY_URL is http://" in caplog.text
+
+
+def test_mail_links_follow_the_port_make_run_serves_on(env):
+    """Bug: `PORT=5001 make run` mailed links to :8000."""
+    env.setenv("PORTAL_ENV", "development")
+    env.delenv("PORTAL_BASE_URL", raising=False)
+    env.setenv("PORT", "5001")
+    assert create_app().config["PORTAL_BASE_URL"] == "http://127.0.0.1:5001"
+
+
+def test_an_explicit_base_url_wins_over_the_port(env):
+    env.setenv("PORTAL_ENV", "development")
+    env.setenv("PORT", "5001")
+    env.setenv("PORTAL_BASE_URL", "https://portal.example.com")
+    assert create_app().config["PORTAL_BASE_URL"] == "https://portal.example.com"
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "70000"])
+def test_a_bad_port_names_the_variable(raw):
+    with pytest.raises(ConfigError, match="PORT"):
+        from_environment({"PORT": raw})

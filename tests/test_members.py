@@ -156,3 +156,15 @@ def test_demo_accounts_are_refused_in_production(app, runner):
     assert result.exit_code == 1 and "PORTAL_ENV=development" in result.output
     with app.app_context():
         assert members.find("admin") is None and members.find("demo") is None
+
+
+@pytest.mark.settings(PORTAL_ENV="development", PORT=5001)
+def test_demo_accounts_are_printed_framed_with_the_address(app, runner):
+    """`make run` prints the address and the accounts last, in a box that stands out."""
+    result = runner.invoke(args=["demo-accounts"])
+    lines = [line for line in result.output.splitlines() if line]
+    assert lines[0] == lines[-1] and set(lines[0]) == {"+", "-"}
+    assert all(line.startswith("|") and line.endswith("|") for line in lines[1:-1])
+    assert len({len(line) for line in lines}) == 1
+    body = result.output
+    assert "http://127.0.0.1:5001/" in body and "demo" in body and "admin" in body
