@@ -549,3 +549,19 @@ def test_moving_an_enabled_address_voids_old_codes_and_other_sessions(
     response = thief.post("/login/verify", data={"code": old_code})
     assert response.location != "/"
     assert client.get("/").status_code == 200
+
+
+def test_completion_dialog_of_a_second_method_names_the_destination(
+    app, client, member_with_totp, smtp_server
+):
+    """Bug: the set-up completion repeated its title as its body."""
+    _, totp_obj, _ = member_with_totp
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    client.post("/login/verify", data={"code": totp_obj.now()})
+    client.post("/settings/2fa/email/send", headers=HX)
+    code = code_in(body_text(mails_with(smtp_server, "確認コード")[-1]))
+    done = client.post("/settings/2fa/email/setup", data={"code": code}, headers=HX).text
+    title = re.search(r'<h2 id="dialog-title"[^>]*>(.*?)</h2>', done, re.S).group(1).strip()
+    body = re.search(r'<p class="done"[^>]*>(.*?)</p>', done, re.S).group(1).strip()
+    assert title == "メールによる認証の設定が完了しました。"
+    assert body == "ログイン時に、a***@example.com に届く認証コードを使えます。"

@@ -140,7 +140,6 @@ def test_disable_needs_the_checkbox(app, signed_in_2fa, member):
     dialog = client.get("/settings/2fa/app/disable", headers=HX).text
     assert "はい、無効化して問題ありません。" in dialog and "無効化" in dialog
     assert 'data-requires-check="confirm"' in dialog
-    assert "disabled" not in dialog.split('data-requires-check="confirm"')[1].split(">")[0]
     refused = client.post("/settings/2fa/app/disable", data={}, headers=HX)
     assert refused.status_code == 200
     assert "チェックを入れてください" in refused.text
@@ -353,3 +352,65 @@ def test_double_clicks_never_crash(app, signed_in):
             assert "totp-secret" not in loser.text
             # A late loser must not hand back the old cookie over the re-issued one.
             assert "portal_session=" not in loser.headers.get("Set-Cookie", "") or not redirected
+
+
+def _danger_button(html: str) -> str:
+    return re.search(r'<button[^>]*data-requires-check="confirm"[^>]*>', html).group(0)
+
+
+def test_disable_button_is_rendered_disabled_in_the_dialog(signed_in_2fa):
+    """Bug: 無効化 was pressable for a moment as the dialog opened. In the htmx dialog it
+    is disabled until the box is ticked; on the no-JavaScript page it stays usable."""
+    client, _, _ = signed_in_2fa
+    assert " disabled" in _danger_button(client.get("/settings/2fa/app/disable", headers=HX).text)
+    assert " disabled" not in _danger_button(client.get("/settings/2fa/app/disable").text)
+    refused = client.post("/settings/2fa/app/disable", data={}, headers=HX)
+    assert " disabled" in _danger_button(refused.text)
+
+
+def test_disabling_the_last_method_says_the_recovery_codes_go_too(app, signed_in_2fa, member):
+    """Bug: turning off the last method silently deleted the remaining recovery codes."""
+    client, _, codes = signed_in_2fa
+    with app.app_context():
+        recovery.use(get_member(member), codes[0], datetime.now(UTC))
+    dialog = client.get("/settings/2fa/app/disable", headers=HX).text
+    assert "二段階認証がオフになり、残りのリカバリーコード（9個）も使えなくなります。" in dialog
+    assert "はい、無効化して問題ありません。" in dialog
+    done = client.post("/settings/2fa/app/disable", data={"confirm": "y"}, headers=HX).text
+    assert "残っていたリカバリーコード（9個）も使えなくなりました。" in done
+
+
+def test_disabling_one_of_two_methods_keeps_the_codes_and_says_what_remains(
+    app, signed_in_2fa, member
+):
+    client, _, _ = signed_in_2fa
+    with app.app_context():
+        from portal.extensions import db
+        from portal.models import ContactMethod
+
+        db.session.add(ContactMethod(member_id=member, kind="email"))
+        db.session.commit()
+    dialog = client.get("/settings/2fa/app/disable", headers=HX).text
+    assert "リカバリーコード（" not in dialog
+    done = client.post("/settings/2fa/app/disable", data={"confirm": "y"}, headers=HX).text
+    assert "ログインには、引き続きメールを使えます。" in done
+    with app.app_context():
+        assert recovery.remaining(get_member(member)) == 10
+
+
+def _title_and_body(html: str) -> tuple[str, str]:
+    title = re.search(r'<h2 id="dialog-title"[^>]*>(.*?)</h2>', html, re.S).group(1).strip()
+    body = re.search(r'<p class="done"[^>]*>(.*?)</p>', html, re.S).group(1).strip()
+    return title, body
+
+
+def test_completion_dialogs_do_not_repeat_their_title(app, signed_in_2fa, member):
+    """Bug: completion dialogs showed their title again as the body text."""
+    client, _, _ = signed_in_2fa
+    with app.app_context():
+        get_member(member).email = "alice@example.com"
+    seen = []
+    done = client.post("/settings/2fa/app/disable", data={"confirm": "y"}, headers=HX).text
+    seen.append(_title_and_body(done))
+    for title, body in seen:
+        assert title.rstrip("。") not in body and body.rstrip("。") not in title

@@ -66,7 +66,10 @@ def contact_setup(kind: str) -> ResponseReturnValue:
     title = _("%(method)sの設定が完了しました。", method=METHOD_NAMES[kind])
     if new_codes:
         return recovery_codes_dialog(new_codes, title)
-    return done(title, title)
+    target = mask(kind, twofactor.destination(m, kind))
+    return done(
+        title, _("ログイン時に、%(destination)s に届く認証コードを使えます。", destination=target)
+    )
 
 
 @bp.route(f"/2fa/{KINDS}/send", methods=["POST"])

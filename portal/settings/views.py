@@ -15,6 +15,7 @@ from flask_login import login_required
 from .. import audit, members, notices, sessions, throttle, twofactor
 from ..texts import (
     METHOD_NAMES,
+    METHOD_SHORT,
     TOO_MANY,
     WRONG_CODE,
     refusal_message,
@@ -203,6 +204,10 @@ def method_disable(kind: str) -> ResponseReturnValue:
     if (mismatch := method_state_mismatch(m, kind, needs_method=True)) is not None:
         return mismatch
     name = METHOD_NAMES[kind]
+    # Turning off the last method turns 二段階認証 off and voids the recovery codes too:
+    # the dialog says so before, and the completion after.
+    last = set(twofactor.enabled_methods(m)) == {kind}
+    codes_left = recovery.remaining(m) if last else 0
     form = ConfirmForm()
     error = None
     if form.validate_on_submit():
@@ -210,20 +215,40 @@ def method_disable(kind: str) -> ResponseReturnValue:
             twofactor.disable_method(m, kind)
             sessions.end_other_sessions(m)
             audit.record_request("method.disabled", method=kind)
+            others = twofactor.enabled_methods(m)
             notices.send(
                 m,
                 "method_disabled",
                 now=sessions.now(),
                 method=name,
-                none_left=not twofactor.has_two_factor(m),
+                none_left=not others,
                 **notices.request_details(),
             )
-            return done(
-                _("%(method)sの無効化", method=name),
-                _("%(method)sの無効化が完了しました。", method=name),
-            )
+            if others:
+                after = _("ログインには、引き続き%(methods)sを使えます。", methods=_joined(others))
+            elif codes_left:
+                after = _(
+                    "二段階認証はオフになりました。残っていたリカバリーコード（%(n)d個）も"
+                    "使えなくなりました。",
+                    n=codes_left,
+                )
+            else:
+                after = _("二段階認証はオフになりました。")
+            return done(_("%(method)sの無効化が完了しました。", method=name), after)
         error = _("無効化するには「はい、無効化して問題ありません。」にチェックを入れてください。")
-    return dialog("settings/_disable.html", form=form, error=error, action=here, method_name=name)
+    return dialog(
+        "settings/_disable.html",
+        form=form,
+        error=error,
+        action=here,
+        method_name=name,
+        last=last,
+        codes_left=codes_left,
+    )
+
+
+def _joined(kinds: list[str]) -> str:
+    return "、".join(str(METHOD_SHORT[k]) for k in kinds)
 
 
 @bp.route("/2fa/recovery/regenerate", methods=["GET", "POST"])
