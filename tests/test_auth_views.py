@@ -351,3 +351,10 @@ def test_session_cookie_is_not_rewritten_on_every_request(client, auth, member):
     client.get("/")  # the first page stores a fresh CSRF token in the session
     response = client.get("/")
     assert response.status_code == 200 and "Set-Cookie" not in response.headers
+
+
+def test_recovery_page_of_an_app_member_offers_the_app_back(client, auth, member_with_totp):
+    auth.login()
+    page = client.get("/login/recovery").text
+    assert "認証アプリを使えないときは、" in page
+    assert '<a href="/login/verify">認証アプリのコードを使う</a>' in page

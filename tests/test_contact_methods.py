@@ -565,3 +565,17 @@ def test_completion_dialog_of_a_second_method_names_the_destination(
     body = re.search(r'<p class="done"[^>]*>(.*?)</p>', done, re.S).group(1).strip()
     assert title == "メールによる認証の設定が完了しました。"
     assert body == "ログイン時に、a***@example.com に届く認証コードを使えます。"
+
+
+def test_recovery_page_speaks_of_the_members_own_method(app, client, member, smtp_server):
+    """Bug: an email-only member was told 「認証アプリを使えないときは…」 and offered
+    「認証アプリのコードを使う」 as the way back."""
+    sign_in(client)
+    enable_email(client, smtp_server)
+    client.post("/logout")
+    sign_in(client)
+    page = client.get("/login/recovery").text
+    assert "認証アプリ" not in page
+    assert "メールで認証コードを受け取れないときは、" in page
+    back = re.search(r'<a href="/login/verify">([^<]+)</a>', page).group(1)
+    assert back == "メールで届いた認証コードを使う"
