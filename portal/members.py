@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import delete, update
 
 from .extensions import db
-from .models import Member, RememberedDevice
+from .models import Member, PasswordReset, RememberedDevice
 
 LOGIN_ID_RE = re.compile(r"[A-Za-z0-9._-]{3,64}")
 # Deliberately simple: one @, a printable ASCII local part without the characters that
@@ -147,6 +147,18 @@ def normalise_phone(raw: str, countries: list[str] | None = None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def display_phone(e164: str) -> str:
+    """A stored number as people write it: 090-1234-5678 for Japan, +44 7700 900123
+    elsewhere (what the member typed, not a masked form)."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    if phonenumbers.region_code_for_number(number) == "JP":
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
 def hasher() -> PasswordHasher:
     """argon2id with argon2-cffi's defaults; tests may ask for cheaper parameters."""
     ph = current_app.extensions.get("portal.password_hasher")
@@ -225,13 +237,38 @@ def create(
 
 
 def set_password(member: Member, password: str) -> None:
-    """New password; every existing session of the member ends with it, and every
-    remembered device must give a code again (it may have been a thief's)."""
+    """New password; every existing session of the member ends with it, every
+    remembered device must give a code again (it may have been a thief's), and every
+    pending パスワードをお忘れの方 link dies (it was asked for under the old one)."""
     check_password_rule(password, (member.login_id, member.name, member.email))
     member.password_hash = hash_password(password)
     member.session_generation += 1
     db.session.execute(delete(RememberedDevice).where(RememberedDevice.member_id == member.id))
+    db.session.execute(
+        delete(PasswordReset).where(
+            PasswordReset.member_id == member.id, PasswordReset.used_at.is_(None)
+        )
+    )
     db.session.commit()
+
+
+def new_password_errors(member: Member, new: str, confirm: str) -> dict[str, str]:
+    """Every problem with a new password and its confirmation, by field, so a form can
+    show them all at once (empty when the password may be set)."""
+    new_field, confirm_field = "new_password", "new_password_confirm"
+    errors: dict[str, str] = {}
+    if not new:
+        errors[new_field] = "新しいパスワードを入力してください。"
+    else:
+        try:
+            check_password_rule(new, (member.login_id, member.name, member.email))
+        except MemberError as exc:
+            errors[new_field] = str(exc)
+    if not confirm:
+        errors[confirm_field] = "確認用のパスワードを入力してください。"
+    elif new and confirm != new:
+        errors[confirm_field] = "確認用のパスワードが一致しません。"
+    return errors
 
 
 def check_password(member: Member, password: str) -> bool:

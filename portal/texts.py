@@ -40,6 +40,8 @@ def lock_message(until: datetime | None, now: datetime | None = None) -> str:
 
 
 def code_status_message(status: Status | None) -> str:
+    if status is Status.USED:
+        return _("この認証コードは既に使用されています。新しいコードを送信してください。")
     if status is Status.EXPIRED:
         return _("認証コードの有効期限が切れています。新しいコードを送信してください。")
     if status is Status.EXHAUSTED:
@@ -49,11 +51,13 @@ def code_status_message(status: Status | None) -> str:
     return str(WRONG_CODE)
 
 
-def refusal_message(refused: SendRefused, kind: str) -> str:
+def refusal_message(refused: SendRefused, kind: str) -> str | None:
+    """Why nothing was sent, as an error; None for the 60-second spacing, which pages
+    show as help text with a countdown (``resend_wait``), not as an error."""
     if refused.reason is Refusal.LOCKED:
         return lock_message(refused.until)
     if refused.reason is Refusal.TOO_SOON:
-        return _("あと%(seconds)d秒後に再送できます。", seconds=refused.seconds)
+        return None
     if refused.reason in (Refusal.MEMBER_CAP, Refusal.SITE_CAP):
         if kind == "sms":
             return _(
@@ -67,6 +71,11 @@ def refusal_message(refused: SendRefused, kind: str) -> str:
     if kind == "sms":
         return _("SMSを送信できませんでした。時間をおいて再度お試しください。")
     return _("メールを送信できませんでした。時間をおいて再度お試しください。")
+
+
+def resend_wait_message(seconds: int) -> str:
+    """The 60-second spacing between codes: help text, counted down by portal.js."""
+    return _("あと%(seconds)d秒で再送できます。", seconds=seconds)
 
 
 def sent_message(kind: str, masked: str) -> str:

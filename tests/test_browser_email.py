@@ -36,7 +36,7 @@ CODE_RE = re.compile(r"認証コード: (\d{6})")
 SETUP_SUBJECT = "二段階認証の設定用の確認コード"
 SIGNIN_SUBJECT = "ログイン用の認証コード"
 ENABLED_SUBJECT = "二段階認証の方法が追加されました"
-RESEND_WAIT = re.compile(r"あと(\d+)秒後に再送できます。")
+RESEND_WAIT = re.compile(r"あと(\d+)秒で再送できます。")
 
 
 def mail_environment(smtp: SMTPServer) -> dict[str, str]:

@@ -107,7 +107,7 @@ def test_resend_waits_sixty_seconds(app, client, member, smtp_server, monkeypatc
     mails_with(smtp_server, "確認コード")
     again = client.post("/settings/2fa/email/send", headers=HX)
     assert again.status_code == 200
-    assert re.search(r"あと\d+秒後に再送できます。", again.text)
+    assert re.search(r"あと\d+秒で再送できます。", again.text)
     later = datetime.now(UTC) + timedelta(seconds=61)
     monkeypatch.setattr(sessions, "now", lambda: later)
     client.post("/settings/2fa/email/send")
@@ -246,7 +246,7 @@ def test_mail_server_down_is_a_clear_message(app, client, member, smtp_server):
         assert code.expires_at == code.created_at  # void: nothing usable was sent
     # The failed send still counts toward the 60-second spacing.
     again = client.post("/settings/2fa/email/send", headers=HX)
-    assert "秒後に再送できます。" in again.text
+    assert "秒で再送できます。" in again.text
 
 
 def test_resend_on_the_code_page(app, client, member, smtp_server, monkeypatch):
@@ -255,7 +255,7 @@ def test_resend_on_the_code_page(app, client, member, smtp_server, monkeypatch):
     client.post("/logout")
     sign_in(client)
     too_soon = client.post("/login/resend", headers=HX)
-    assert too_soon.status_code == 200 and re.search(r"あと\d+秒後に再送できます。", too_soon.text)
+    assert too_soon.status_code == 200 and re.search(r"あと\d+秒で再送できます。", too_soon.text)
     assert too_soon.text.lstrip().startswith('<div id="verify-box">')
     later = datetime.now(UTC) + timedelta(seconds=61)
     monkeypatch.setattr(sessions, "now", lambda: later)

@@ -44,7 +44,21 @@ def test_a_code_is_accepted_once(ctx, member):
     m = get_member(member)
     code = send(m)
     assert otp_codes.check(m, PURPOSE, code, NOW) == (Status.OK, "alice@example.com")
-    assert otp_codes.check(m, PURPOSE, code, NOW) == (Status.EXPIRED, None)
+    assert otp_codes.check(m, PURPOSE, code, NOW) == (Status.USED, None)
+
+
+def test_a_used_code_is_told_as_used_only_to_whoever_types_it(ctx, member):
+    """Bug: a used code was called expired. Typing it again says it was used (even once
+    it is past its expiry); any other code finds no live code; nothing is counted."""
+    m = get_member(member)
+    code = send(m)
+    assert otp_codes.check(m, PURPOSE, code, NOW)[0] is Status.OK
+    assert otp_codes.check(m, PURPOSE, other(code), NOW) == (Status.EXPIRED, None)
+    assert otp_codes.check(m, PURPOSE, "", NOW) == (Status.EXPIRED, None)
+    later = NOW + timedelta(hours=1)
+    assert otp_codes.check(m, PURPOSE, code, later) == (Status.USED, None)
+    assert otp_codes.check(m, "setup:email", code, NOW) == (Status.EXPIRED, None)
+    assert db.session.scalar(db.select(OneTimeCode)).tries == 1
 
 
 def test_five_wrong_tries_void_even_the_right_code(ctx, member):
@@ -241,6 +255,16 @@ def test_a_resend_waits_60_seconds_rounded_up(ctx, member, after, wait):
     with pytest.raises(SendRefused) as too_soon:
         send(m, now=NOW + timedelta(seconds=after))
     assert too_soon.value.reason is Refusal.TOO_SOON and too_soon.value.seconds == wait
+    assert otp_codes.resend_wait(m, PURPOSE, NOW + timedelta(seconds=after)) == wait
+
+
+def test_the_resend_wait_is_per_purpose_and_ends_at_sixty_seconds(ctx, member):
+    m = get_member(member)
+    assert otp_codes.resend_wait(m, PURPOSE, NOW) == 0
+    send(m)
+    assert otp_codes.resend_wait(m, "setup:email", NOW) == 0
+    assert otp_codes.resend_wait(m, PURPOSE, NOW + timedelta(seconds=60)) == 0
+    assert otp_codes.resend_wait(m, PURPOSE, NOW + timedelta(seconds=61)) == 0
 
 
 def test_the_day_of_the_daily_cap_ends_at_its_exact_instant(app, ctx, member):
@@ -368,8 +392,8 @@ def test_racing_submissions_of_the_right_code_succeed_once(app, member, monkeypa
     for t in threads:
         t.join(timeout=60)
     assert sorted(results, key=lambda r: r[0].value) == [
-        (Status.EXPIRED, None),
         (Status.OK, "alice@example.com"),
+        (Status.USED, None),
     ]
     with app.app_context():
         assert db.session.scalar(db.select(OneTimeCode)).used_at == NOW
@@ -413,18 +437,29 @@ def race_a_check_with(app, member, monkeypatch, typed, meanwhile, at):
     return results["B"]
 
 
-def test_a_code_used_while_another_request_was_reading_it_is_expired(app, member, monkeypatch):
+def test_a_code_used_while_another_request_was_reading_it_is_used(app, member, monkeypatch):
     """Two tabs submit the code; A uses it between B's read and B's try: B finds it
-    used ("expired"), not out of tries, and counts nothing."""
+    used, not out of tries, and counts nothing."""
     with app.app_context():
         code = send(get_member(member))
 
     def use(m):
         assert otp_codes.check(m, PURPOSE, code, NOW) == (Status.OK, "alice@example.com")
 
-    assert race_a_check_with(app, member, monkeypatch, code, use, NOW) == (Status.EXPIRED, None)
+    assert race_a_check_with(app, member, monkeypatch, code, use, NOW) == (Status.USED, None)
     with app.app_context():
         assert db.session.scalar(db.select(OneTimeCode)).tries == 1
+
+
+def test_another_code_typed_while_the_code_was_being_used_finds_none(app, member, monkeypatch):
+    with app.app_context():
+        code = send(get_member(member))
+
+    def use(m):
+        assert otp_codes.check(m, PURPOSE, code, NOW)[0] is Status.OK
+
+    raced = race_a_check_with(app, member, monkeypatch, other(code), use, NOW)
+    assert raced == (Status.EXPIRED, None)
 
 
 def test_a_code_discarded_while_another_request_was_checking_it_is_expired(

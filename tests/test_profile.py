@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import PASSWORD, PHONE, get_member
 from mail_server import body_text
 from test_contact_methods import code_in, enable_email, mails_with, sign_in
 
-from portal import members, twofactor
+from portal import members, sessions, twofactor
+from portal.extensions import db
+from portal.models import AuditEvent
 
 pytestmark = pytest.mark.wired
 
@@ -38,7 +41,7 @@ def test_name_changes_without_password(app, client, member):
 def test_email_change_needs_the_current_password(app, client, member, smtp_server):
     sign_in(client)
     missing = post_profile(client, email="new@example.org")
-    assert missing.status_code == 200 and "現在のパスワードが正しくありません。" in missing.text
+    assert missing.status_code == 200 and "現在のパスワードを入力してください。" in missing.text
     wrong = post_profile(client, email="new@example.org", current_password="nope nope nope")
     assert "現在のパスワードが正しくありません。" in wrong.text
     with app.app_context():
@@ -138,7 +141,7 @@ def test_phone_change_with_sms_on_needs_a_code_to_the_new_number(app, client, me
     sent = sms_gateway.wait_for(2)[1]
     assert sent.json["to"] == "+818098765432"
     page = client.get("/settings/profile").text
-    assert "+81 ******5432" in page and "確認コード" in page
+    assert "080-9876-5432 に送信した確認コード" in page
     with app.app_context():
         assert get_member(member).phone == PHONE  # not before the code
     wrong = client.post("/settings/profile/confirm", data={"kind": "sms", "code": "000000"})
@@ -252,3 +255,98 @@ def test_addresses_that_cannot_be_mailed_are_refused(app, client, member, field,
     with app.app_context():
         m = get_member(member)
         assert (m.name, m.email) == ("Alice", "alice@example.com")
+
+
+# --- what a newcomer hit (issue 10) ---------------------------------------------------
+
+
+def test_a_pending_email_change_shows_the_address_as_typed_with_resend_and_cancel(
+    app, client, member, smtp_server, monkeypatch
+):
+    """Bug: the pending change showed the new address masked like the old one, with no
+    way to resend the code or take the change back."""
+    sign_in(client)
+    post_profile(client, email="new.address@example.org", current_password=PASSWORD)
+    page = client.get("/settings/profile").text
+    assert "new.address@example.org に送信した確認コードを入力すると" in page
+    assert ">再送</button>" in page and ">取り消す</button>" in page
+    assert re.search(r'class="help countdown" data-countdown="(60|59)"', page)
+    too_soon = client.post(
+        "/settings/profile/resend", data={"kind": "email"}, follow_redirects=True
+    )
+    assert re.search(r"あと(60|59)秒で再送できます。", too_soon.text)
+    assert 'class="flash flash-error"' not in too_soon.text
+    assert len(mails_with(smtp_server, "連絡先変更の確認コード")) == 1
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    monkeypatch.setattr(sessions, "now", lambda: later)
+    resent = client.post("/settings/profile/resend", data={"kind": "email"}, follow_redirects=True)
+    assert "new.address@example.org に確認コードを再送しました。" in resent.text
+    second = mails_with(smtp_server, "連絡先変更の確認コード", 2)[1]
+    assert second["To"] == "new.address@example.org"
+    cancelled = client.post(
+        "/settings/profile/cancel", data={"kind": "email"}, follow_redirects=True
+    )
+    assert "変更を取り消しました。" in cancelled.text
+    assert "新しいメールアドレスの確認" not in cancelled.text
+    stale = client.post(
+        "/settings/profile/confirm", data={"kind": "email", "code": code_in(body_text(second))}
+    )
+    assert stale.status_code == 302
+    with app.app_context():
+        assert get_member(member).email == "alice@example.com"
+        events = [e.event for e in db.session.scalars(db.select(AuditEvent))]
+        assert "profile.change_cancelled" in events
+
+
+def test_resend_and_cancel_without_a_pending_change_change_nothing(
+    app, client, member, smtp_server
+):
+    sign_in(client)
+    resent = client.post("/settings/profile/resend", data={"kind": "email"}, follow_redirects=True)
+    assert "確認待ちの変更はありません。" in resent.text
+    for kind in ("sms", "bogus", ""):
+        assert client.post("/settings/profile/cancel", data={"kind": kind}).status_code == 302
+    assert smtp_server.messages == []
+
+
+def test_a_used_confirmation_code_is_called_used_not_expired(app, client, member, smtp_server):
+    """Bug: a code typed a second time (back button, double submit) was 「有効期限が切れて
+    います」."""
+    sign_in(client)
+    post_profile(client, email="new@example.org", current_password=PASSWORD)
+    mail = mails_with(smtp_server, "連絡先変更の確認コード")[-1]
+    data = {"kind": "email", "code": code_in(body_text(mail))}
+    assert client.post("/settings/profile/confirm", data=data).status_code == 302
+    again = client.post("/settings/profile/confirm", data=data, follow_redirects=True)
+    assert "この認証コードは既に使用されています。" in again.text
+    assert "有効期限" not in again.text
+    with app.app_context():
+        assert get_member(member).email == "new@example.org"
+
+
+def test_the_password_page_shows_every_error_at_once(app, client, member, smtp_server):
+    """Bug: an empty current password was called wrong, and one error showed at a time."""
+    sign_in(client)
+    empty = client.post(
+        "/settings/password",
+        data={"current_password": "", "new_password": "", "new_password_confirm": ""},
+    )
+    assert "現在のパスワードを入力してください。" in empty.text
+    assert "新しいパスワードを入力してください。" in empty.text
+    assert "確認用のパスワードを入力してください。" in empty.text
+    several = client.post(
+        "/settings/password",
+        data={
+            "current_password": "not my password",
+            "new_password": "short",
+            "new_password_confirm": "different",
+        },
+    )
+    html = several.text
+    assert "現在のパスワードが正しくありません。" in html and "12文字以上" in html
+    assert "確認用のパスワードが一致しません。" in html
+    # The form keeps its shape, but no secret is written back into it.
+    assert html.count('type="password"') == 3 and "not my password" not in html
+    assert 'value="short"' not in html and 'value="different"' not in html
+    with app.app_context():
+        assert members.authenticate("alice", PASSWORD) is not None

@@ -37,6 +37,8 @@ POST_ROUTES = {
     "/settings/password": "/settings/password",
     "/settings/password/strength": "/settings/password/strength",
     "/admin/members/<login_id>/reset": "/admin/members/alice/reset",
+    "/settings/profile/resend": "/settings/profile/resend",
+    "/settings/profile/cancel": "/settings/profile/cancel",
     "/admin/members/<login_id>/unlock": "/admin/members/alice/unlock",
     "/admin/pages/new": "/admin/pages/new",
     "/admin/pages/<int:page_id>/edit": "/admin/pages/1/edit",

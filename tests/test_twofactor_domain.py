@@ -174,7 +174,7 @@ def test_signin_with_a_code_by_email_or_sms(alice, inbox, kind, address):
     assert fresh(alice.id).last_second_step_at == used_at
     # The same code again (a replay, or a second tab): refused as no longer valid.
     again = twofactor.verify_code(alice, message.code, used_at, kind)
-    assert again.outcome is Outcome.WRONG and again.status is Status.EXPIRED
+    assert again.outcome is Outcome.WRONG and again.status is Status.USED
     assert twofactor.contact_method(alice, kind).last_used_at == used_at
 
 

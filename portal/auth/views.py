@@ -109,7 +109,9 @@ def _send_code(member: Member, method: str) -> None:
     try:
         twofactor.send_signin_code(member, method, sessions.now())
     except SendRefused as refused:
-        flash(refusal_message(refused, method), "error")
+        # The 60-second spacing is no error: the code page counts it down.
+        if (message := refusal_message(refused, method)) is not None:
+            flash(message, "error")
 
 
 def _pending_or_restart():
@@ -224,6 +226,9 @@ def _verify_context(state: sessions.Pending) -> dict:
     return {
         "method": method,
         "sent_to": notify.mask_destination(method, sent_to) if sent_to else None,
+        "resend_wait": otp_codes.resend_wait(state.member, f"signin:{method}", sessions.now())
+        if method in CONTACT_METHODS
+        else 0,
         "others": [
             m for m in twofactor.usable_methods(state.member, policy.offered()) if m != method
         ],

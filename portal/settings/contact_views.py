@@ -30,6 +30,7 @@ def _setup_dialog(kind: str, **context):
         method_name=METHOD_NAMES[kind],
         destination=mask(kind, target) if target else None,
         code_sent=sent is not None and sent == target,
+        resend_wait=otp_codes.resend_wait(m, f"setup:{kind}", sessions.now()),
         form=context.pop("form", None) or CodeForm(formdata=None),
         **context,
     )

@@ -33,6 +33,12 @@ class ContactConfirmForm(PortalForm):
     code = StringField(_l("確認コード"), validators=[Length(max=64)], render_kw=CODE_ATTRS)
 
 
+class ContactKindForm(PortalForm):
+    """再送 / 取り消す on a pending email or phone change."""
+
+    kind = HiddenField(validators=[Length(max=8)])
+
+
 class PasswordChangeForm(PortalForm):
     current_password = PasswordField(
         _l("現在のパスワード"),

@@ -17,12 +17,18 @@ from markupsafe import Markup
 
 from .. import audit, members, messages, notices, sessions, throttle, twofactor
 from ..extensions import db
-from ..texts import TOO_MANY, code_status_message, refusal_message
+from ..texts import TOO_MANY, code_status_message, refusal_message, resend_wait_message
 from ..twofactor import SendRefused, Status, otp_codes
 from ..web.dialogs import member
 from . import bp
 from .common import mask
-from .forms import ContactConfirmForm, PasswordChangeForm, PasswordStrengthForm, ProfileForm
+from .forms import (
+    ContactConfirmForm,
+    ContactKindForm,
+    PasswordChangeForm,
+    PasswordStrengthForm,
+    ProfileForm,
+)
 
 FIELD_OF = {"email": "email", "sms": "phone"}
 EVENT_OF = {"email": "email_changed", "sms": "phone_changed"}
@@ -36,13 +42,34 @@ def needs_proof(kind: str, methods: list[str]) -> bool:
 
 
 def _pending_changes(m) -> list[dict]:
+    """Changes waiting for their code. The new address is shown as typed: the member
+    just entered it and must be able to spot a typo (the old one stays masked)."""
     now = sessions.now()
     found = []
     for kind in ("email", "sms"):
-        target = otp_codes.pending_destination(m, f"change:{kind}", now)
+        purpose = f"change:{kind}"
+        target = otp_codes.pending_destination(m, purpose, now)
         if target:
-            found.append({"kind": kind, "masked": mask(kind, target), "target": target})
+            found.append(
+                {
+                    "kind": kind,
+                    "target": target,
+                    "shown": target if kind == "email" else members.display_phone(target),
+                    "resend_wait": otp_codes.resend_wait(m, purpose, now),
+                }
+            )
     return found
+
+
+def _send_change_code(m, kind: str, target: str) -> bool:
+    """Send the code that proves the new address; a refusal becomes a flash."""
+    try:
+        otp_codes.send(m, f"change:{kind}", kind, target, sessions.now(), messages.change_code)
+    except SendRefused as refused:
+        message = refusal_message(refused, kind)
+        flash(message or resend_wait_message(refused.seconds), "error" if message else "info")
+        return False
+    return True
 
 
 def _render_profile(form: ProfileForm, confirm: ContactConfirmForm | None = None, **context):
@@ -124,7 +151,9 @@ def profile() -> ResponseReturnValue:
     changed = [k for k in ("email", "sms") if k not in errors and new[k] != getattr(m, FIELD_OF[k])]
     if changed and not errors:
         password = form.current_password.data or ""
-        if throttle.hit("PORTAL_LIMIT_REAUTH_PASSWORD", "reauth-password", str(m.id)):
+        if not password:
+            errors["current_password"] = _("現在のパスワードを入力してください。")
+        elif throttle.hit("PORTAL_LIMIT_REAUTH_PASSWORD", "reauth-password", str(m.id)):
             errors["current_password"] = str(TOO_MANY)
         elif not members.check_password(m, password):
             errors["current_password"] = _("現在のパスワードが正しくありません。")
@@ -136,19 +165,13 @@ def profile() -> ResponseReturnValue:
     db.session.commit()
     for kind in changed:
         if needs_proof(kind, methods):
-            try:
-                otp_codes.send(
-                    m, f"change:{kind}", kind, new[kind], sessions.now(), messages.change_code
+            if _send_change_code(m, kind, new[kind]):
+                flash(
+                    _(
+                        "%(to)s に確認コードを送信しました。コードを入力すると変更が確定します。",
+                        to=new[kind] if kind == "email" else members.display_phone(new[kind]),
+                    )
                 )
-            except SendRefused as refused:
-                flash(refusal_message(refused, kind), "error")
-                continue
-            flash(
-                _(
-                    "%(to)s に確認コードを送信しました。コードを入力すると変更が確定します。",
-                    to=mask(kind, new[kind]),
-                )
-            )
         else:
             _apply(m, kind, new[kind])
             flash(_("連絡先を変更しました。"))
@@ -177,11 +200,52 @@ def profile_confirm() -> ResponseReturnValue:
         flash(_("連絡先を変更しました。これからの認証コードは新しい連絡先に送られます。"))
         return redirect(url_for("settings.profile"))
     confirm.code.data = ""
+    if status in (Status.USED, Status.EXPIRED) and not any(
+        change["kind"] == kind for change in _pending_changes(m)
+    ):
+        # No change is waiting for a code any more: say why on the page itself.
+        flash(code_status_message(status), "error")
+        return redirect(url_for("settings.profile"))
     return _render_profile(
         ProfileForm(formdata=None, obj=m),
         confirm=confirm,
         confirm_errors={kind: code_status_message(status)},
     )
+
+
+def _pending_target(m, form: ContactKindForm) -> tuple[str, str] | None:
+    kind = form.kind.data
+    if not form.validate_on_submit() or kind not in FIELD_OF:
+        return None
+    target = otp_codes.pending_destination(m, f"change:{kind}", sessions.now())
+    return (kind, target) if target else None
+
+
+@bp.route("/profile/resend", methods=["POST"])
+def profile_resend() -> ResponseReturnValue:
+    """再送: the code for a pending change again, to the same new address (60 s apart)."""
+    m = member()
+    pending = _pending_target(m, ContactKindForm())
+    if pending is None:
+        flash(_("確認待ちの変更はありません。"), "error")
+    elif _send_change_code(m, *pending):
+        kind, target = pending
+        shown = target if kind == "email" else members.display_phone(target)
+        flash(_("%(to)s に確認コードを再送しました。", to=shown))
+    return redirect(url_for("settings.profile"))
+
+
+@bp.route("/profile/cancel", methods=["POST"])
+def profile_cancel() -> ResponseReturnValue:
+    """取り消す: drop a pending change; the current address stays."""
+    m = member()
+    pending = _pending_target(m, ContactKindForm())
+    if pending is not None:
+        kind, _target = pending
+        otp_codes.discard(m, f"change:{kind}")
+        audit.record_request("profile.change_cancelled", kind=kind)
+        flash(_("変更を取り消しました。今の連絡先がそのまま使われます。"))
+    return redirect(url_for("settings.profile"))
 
 
 @bp.route("/password", methods=["GET", "POST"])
@@ -192,20 +256,17 @@ def password() -> ResponseReturnValue:
     if form.validate_on_submit():
         methods = twofactor.enabled_methods(m)
         new = form.new_password.data or ""
-        if throttle.hit("PORTAL_LIMIT_REAUTH_PASSWORD", "reauth-password", str(m.id)):
+        # Every field is checked, so all errors show at once.
+        current = form.current_password.data or ""
+        if not current:
+            errors["current_password"] = _("現在のパスワードを入力してください。")
+        elif throttle.hit("PORTAL_LIMIT_REAUTH_PASSWORD", "reauth-password", str(m.id)):
             errors["current_password"] = str(TOO_MANY)
-        elif not members.check_password(m, form.current_password.data or ""):
+        elif not members.check_password(m, current):
             errors["current_password"] = _("現在のパスワードが正しくありません。")
         elif methods and not sessions.is_fresh(True):
             errors["current_password"] = reauth_needed_message("settings.password")
-        else:
-            try:
-                members.check_password_rule(new, (m.login_id, m.name, m.email))
-            except members.MemberError as exc:
-                errors["new_password"] = str(exc)
-            else:
-                if new != (form.new_password_confirm.data or ""):
-                    errors["new_password_confirm"] = _("確認用のパスワードが一致しません。")
+        errors.update(members.new_password_errors(m, new, form.new_password_confirm.data or ""))
         if not errors:
             members.set_password(m, new)
             otp_codes.discard(m, "change:email", "change:sms")

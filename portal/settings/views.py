@@ -180,7 +180,12 @@ def reauth_send() -> ResponseReturnValue:
     try:
         sent_to = twofactor.send_signin_code(m, kind, sessions.now())
     except SendRefused as refused:
-        return reauth_dialog(next_url, form=code_form, send_error=refusal_message(refused, kind))
+        return reauth_dialog(
+            next_url,
+            form=code_form,
+            send_error=refusal_message(refused, kind),
+            resend_wait=refused.seconds,
+        )
     return reauth_dialog(next_url, form=code_form, notice=sent_message(kind, mask(kind, sent_to)))
 
 

@@ -39,6 +39,7 @@ class Status(enum.Enum):
     WRONG = "wrong"
     EXPIRED = "expired"  # too old, or none was ever sent
     EXHAUSTED = "exhausted"  # 5 wrong tries: void, a new code is needed
+    USED = "used"  # this very code was already used (a second submit, the back button)
 
 
 class Refusal(enum.Enum):
@@ -80,6 +81,17 @@ def pending_destination(member: Member, purpose: str, now: datetime) -> str | No
     if row.tries >= current_app.config["PORTAL_OTP_MAX_TRIES"]:
         return None
     return row.destination
+
+
+def resend_wait(member: Member, purpose: str, now: datetime) -> int:
+    """Whole seconds (rounded up) until a new code may be sent for this purpose; 0 when
+    one may be sent now. Pages show it as a countdown beside コードを再送する."""
+    last = _latest(member, purpose)
+    if last is None:
+        return 0
+    wait = timedelta(seconds=current_app.config["PORTAL_OTP_RESEND_SECONDS"])
+    left = last.created_at + wait - now
+    return max(1, math.ceil(left.total_seconds())) if left > timedelta(0) else 0
 
 
 def _check_caps(member: Member, channel: str, now: datetime) -> None:
@@ -142,11 +154,9 @@ def send(
     and bill, it; a failing mail server is not a way around the spacing).
     """
     _serialise(member, channel)
-    last = _latest(member, purpose)
-    wait = timedelta(seconds=current_app.config["PORTAL_OTP_RESEND_SECONDS"])
-    if last is not None and (left := last.created_at + wait - now) > timedelta(0):
+    if seconds := resend_wait(member, purpose, now):
         db.session.rollback()
-        raise SendRefused(Refusal.TOO_SOON, max(1, math.ceil(left.total_seconds())))
+        raise SendRefused(Refusal.TOO_SOON, seconds)
     try:
         _check_caps(member, channel, now)
     except SendRefused:
@@ -199,7 +209,9 @@ def check(
     at one code, at most PORTAL_OTP_MAX_TRIES are ever compared.
     """
     row = _latest(member, purpose)
-    if row is None or row.used_at is not None or row.expires_at <= now:
+    if row is not None and row.used_at is not None:
+        return _used_or_expired(member, purpose, raw, row.code_hash), None
+    if row is None or row.expires_at <= now:
         return Status.EXPIRED, None
     # This very code, by more than its id: another request may delete it meanwhile (a
     # resend, the method turned off), and SQLite may give the next code the same id.
@@ -226,8 +238,12 @@ def check(
     db.session.commit()
     if counted is None:
         # Used up, or gone since it was read (used, replaced, voided): which one?
-        still = db.session.scalar(db.select(OneTimeCode.tries).where(*this_code))
-        if still is not None and still >= limit:
+        still = db.session.execute(
+            db.select(OneTimeCode.tries, OneTimeCode.used_at).where(*this_code)
+        ).first()
+        if still is not None and still.used_at is not None:
+            return _used_or_expired(member, purpose, raw, row.code_hash), None
+        if still is not None and still.tries >= limit:
             return Status.EXHAUSTED, None
         return Status.EXPIRED, None
     code_hash, destination, tries = counted
@@ -240,8 +256,20 @@ def check(
             .execution_options(synchronize_session=False)
         ).rowcount
         db.session.commit()
-        return (Status.OK, destination) if used == 1 else (Status.EXPIRED, None)
+        # used == 0: a parallel request with the same code used it a moment ago.
+        return (Status.OK, destination) if used == 1 else (Status.USED, None)
     return (Status.EXHAUSTED if tries >= limit else Status.WRONG), None
+
+
+def _used_or_expired(member: Member, purpose: str, raw: str | None, code_hash: str) -> Status:
+    """The latest code was used: typing it again is told as such (a second submit, the
+    back button); any other code finds no live code. A used code is worth nothing, so
+    comparing against it counts no try."""
+    # Only a six-digit code was ever hashed, so nothing else can match.
+    typed = codes.normalise(raw)
+    if typed and hmac.compare_digest(_hash(member, purpose, typed), code_hash):
+        return Status.USED
+    return Status.EXPIRED
 
 
 def discard(member: Member, *purposes: str) -> None:

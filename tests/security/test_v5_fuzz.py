@@ -65,6 +65,7 @@ from portal.models import ContactMethod, Member, MemberPage, RecoveryCode, TotpC
 from portal.settings.forms import CodeForm as SettingsCodeForm
 from portal.settings.forms import (
     ContactConfirmForm,
+    ContactKindForm,
     PasswordChangeForm,
     PasswordStrengthForm,
     ProfileForm,
@@ -109,6 +110,8 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "settings.password": (PasswordChangeForm,),
     "settings.password_strength": (PasswordStrengthForm,),  # judges, stores nothing
     "settings.end_other_sessions": (ActionForm,),
+    "settings.profile_resend": (ContactKindForm,),
+    "settings.profile_cancel": (ContactKindForm,),
     "settings.hide_banner": (ActionForm,),  # a session flag only
     "settings.forget_device": (ActionForm,),  # remembered devices: not compared
     "settings.forget_all_devices": (ActionForm,),
