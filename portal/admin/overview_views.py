@@ -17,7 +17,9 @@ from ..texts import METHOD_SHORT
 from . import bp
 
 CHART_DAYS = 90
-WIDTH, HEIGHT, PAD = 640, 220, 40
+HEIGHT, TOP, BOTTOM = 240, 12, 30  # px: the SVG's height, room above and below the plot
+LEFT, RIGHT = 0.5, 99.5  # % of the width: the plot (y labels sit above their gridlines)
+X_TICKS = 4  # dates labelled under the x axis, first and last included
 
 
 def _first_methods():
@@ -55,22 +57,57 @@ def enrolment_series(today: date, zone: ZoneInfo) -> list[tuple[date, int]]:
     return series
 
 
+def nice_step(highest: int) -> int:
+    """The gap between y gridlines: 1, 2 or 5 times a power of ten, about five lines."""
+    rough = max(highest, 1) / 5
+    magnitude = 10 ** max(len(str(int(rough))) - 1, 0)
+    return next(f * magnitude for f in (1, 2, 5, 10) if f * magnitude >= rough)
+
+
 def chart_points(series: list[tuple[date, int]]) -> dict:
-    top = max([count for _, count in series] + [1])
-    step = (WIDTH - 2 * PAD) / max(len(series) - 1, 1)
+    """Everything the overview's SVG needs, computed here so the browser runs no chart
+    code: the line in a 0–100 box stretched over the plot (so its labels stay at their
+    real size on a phone), y gridlines at round numbers, x labels at even dates."""
+    highest = max(count for _, count in series)
+    step = nice_step(highest)
+    top = max(step * -(-highest // step), step)
+    last_index = max(len(series) - 1, 1)
+    plot = HEIGHT - TOP - BOTTOM
     points = " ".join(
-        f"{PAD + i * step:.1f},{HEIGHT - PAD - (count / top) * (HEIGHT - 2 * PAD):.1f}"
+        f"{i * 100 / last_index:.2f},{100 - count * 100 / top:.2f}"
         for i, (_, count) in enumerate(series)
     )
+    y_ticks = [
+        {"value": value, "y": round(TOP + plot * (1 - value / top), 1)}
+        for value in range(0, top + 1, step)
+    ]
+    x_ticks = []
+    for n in range(X_TICKS):
+        index = round(n * (len(series) - 1) / (X_TICKS - 1))
+        x_ticks.append(
+            {
+                "day": series[index][0],
+                "x": round(LEFT + (RIGHT - LEFT) * index / last_index, 2),
+                "anchor": "start" if n == 0 else "end" if n == X_TICKS - 1 else "middle",
+            }
+        )
     return {
         "points": points,
+        "area": f"0,100 {points} 100,100",
         "top": top,
+        "y_ticks": y_ticks,
+        "x_ticks": x_ticks,
         "first_day": series[0][0],
         "last_day": series[-1][0],
+        "first": series[0][1],
         "last": series[-1][1],
-        "width": WIDTH,
         "height": HEIGHT,
-        "pad": PAD,
+        "plot_top": TOP,
+        "plot_bottom": TOP + plot,
+        "plot_height": plot,
+        "left": LEFT,
+        "right": RIGHT,
+        "days": len(series),
     }
 
 
