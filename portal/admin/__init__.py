@@ -38,4 +38,5 @@ from . import (  # noqa: E402,F401
     overview_views,
     page_views,
     policy_views,
+    reset_link_views,
 )

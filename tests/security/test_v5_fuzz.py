@@ -59,7 +59,7 @@ from wtforms.fields.core import UnboundField
 from portal import create_app, members, pages
 from portal.admin.forms import DeletePageForm, PageForm, PolicyForm, TerminalForm
 from portal.auth.forms import CodeForm as SignInCodeForm
-from portal.auth.forms import LoginForm, RecoveryForm
+from portal.auth.forms import ForgotForm, LoginForm, NewPasswordForm, RecoveryForm
 from portal.extensions import db
 from portal.models import ContactMethod, Member, MemberPage, RecoveryCode, TotpCredential
 from portal.settings.forms import CodeForm as SettingsCodeForm
@@ -96,6 +96,9 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "auth.resend": (ActionForm,),
     "auth.choose_method": (MethodForm,),
     "auth.logout": (),  # reads no form at all
+    "auth.forgot": (ForgotForm,),  # issues a link: same answer for every value
+    "auth.reset_password": (NewPasswordForm,),  # no link opened: nothing to change
+    "auth.reset_strength": (NewPasswordForm,),  # judges, stores nothing
     "settings.reauth": (ReauthCodeForm, ReauthPasswordForm),
     "settings.reauth_send": (MethodForm,),
     "settings.preferred": (MethodForm,),
@@ -120,6 +123,7 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "admin.terminal_remove": (ActionForm,),
     "admin.member_reset": (ConfirmForm,),
     "admin.member_unlock": (ActionForm,),  # lifts locks only: no compared record changes
+    "admin.member_password_reset": (ActionForm,),  # issues a link: no compared record changes
     "admin.page_new": (PageForm,),
     "admin.page_edit": (PageForm,),
     "admin.page_delete": (DeletePageForm,),
