@@ -287,6 +287,8 @@ def test_reset_removes_everything_and_tells_the_member(app, client, admin_client
     assert gina.get("/").status_code == 200
     dialog = admin_client.get("/admin/members/gina/reset", headers=HX).text
     assert "gina" in dialog and "はい、無効化して問題ありません。" in dialog
+    # Never pressable for a moment as the dialog opens (portal.js enables it).
+    assert re.search(r'<button[^>]*data-requires-check="confirm"[^>]* disabled>', dialog)
     refused = admin_client.post("/admin/members/gina/reset", data={}, headers=HX)
     assert "チェックを入れてください" in refused.text
     done = admin_client.post("/admin/members/gina/reset", data={"confirm": "y"}, headers=HX)
