@@ -62,6 +62,12 @@ DEFAULTS: dict[str, Any] = {
     # Re-authentication per client address, and password re-checks per member.
     "PORTAL_LIMIT_REAUTH": "30 per minute;300 per hour",
     "PORTAL_LIMIT_REAUTH_PASSWORD": "10 per 15 minutes",
+    # パスワードをお忘れの方: requests per client address, and per typed login ID or
+    # address (each one may mail a link; counted whether or not it names a member, so a
+    # refusal tells nothing), and opening reset links per client address (guessing).
+    "PORTAL_LIMIT_RESET_ADDRESS": "5 per minute;30 per hour",
+    "PORTAL_LIMIT_RESET_ACCOUNT": "3 per 15 minutes;10 per day",
+    "PORTAL_LIMIT_RESET_TOKEN": "10 per minute;60 per hour",
     # Every admin-area POST per client address.
     "PORTAL_LIMIT_ADMIN": "60 per minute;1000 per hour",
     # Request bodies larger than this are refused with 413 before they are read.

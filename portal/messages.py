@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import current_app, render_template
 
+from .models import Member
 from .web import policy
 
 PURPOSE_SUBJECTS = {
@@ -44,3 +45,22 @@ def setup_code(code: str, channel: str) -> tuple[str, str]:
 
 def change_code(code: str, channel: str) -> tuple[str, str]:
     return _code_message("change", code, channel)
+
+
+def password_reset_link(
+    member: Member, token: str, minutes: int, *, by_operator: bool
+) -> tuple[str, str]:
+    """The パスワードをお忘れの方 mail: the single-use link (from PORTAL_BASE_URL), how
+    long it works, and what to do if the member did not ask."""
+    issuer = policy.issuer()
+    base_url = current_app.config["PORTAL_BASE_URL"]
+    text = render_template(
+        "mail/password_reset.txt",
+        issuer=issuer,
+        member=member,
+        link=f"{base_url}/login/reset/{token}",
+        minutes=minutes,
+        by_operator=by_operator,
+        base_url=base_url,
+    )
+    return f"【{issuer}】パスワード再設定のご案内", text

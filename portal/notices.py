@@ -24,6 +24,7 @@ SUBJECTS = {
     "email_changed": "メールアドレスが変更されました",
     "phone_changed": "電話番号が変更されました",
     "password_changed": "パスワードが変更されました",
+    "password_reset": "パスワードが再設定されました",
     "reset": "管理者が二段階認証を無効化しました",
     "operator_reset": "管理者の二段階認証が無効化されました",
     "tfa_locked": "二段階認証のコード入力に続けて失敗しました",

@@ -39,3 +39,32 @@ class RecoveryForm(PortalForm):
         render_kw={"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false"},
     )
     remember_device = BooleanField(REMEMBER_LABEL)
+
+
+class ForgotForm(PortalForm):
+    """パスワードをお忘れの方: one box for the login ID or the email address."""
+
+    login_id = StringField(
+        _l("ログインIDまたはメールアドレス"),
+        validators=[
+            DataRequired(_l("ログインIDまたはメールアドレスを入力してください。")),
+            Length(max=254, message=_l("254文字以内で入力してください。")),
+        ],
+        render_kw={"autocomplete": "username", "autocapitalize": "off", "spellcheck": "false"},
+    )
+
+
+class NewPasswordForm(PortalForm):
+    """The new password from a reset link; the rules are checked in the view, like the
+    password change, so every field error shows at once."""
+
+    new_password = PasswordField(
+        _l("新しいパスワード（12文字以上）"),
+        validators=[Length(max=4096)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    new_password_confirm = PasswordField(
+        _l("新しいパスワード（確認）"),
+        validators=[Length(max=4096)],
+        render_kw={"autocomplete": "new-password"},
+    )

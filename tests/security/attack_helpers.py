@@ -20,7 +20,14 @@ from portal.twofactor import totp
 
 # Sample values for the URL converters. A route with a converter or argument not
 # listed here makes the walks fail loudly instead of silently skipping the route.
-SAMPLES = {"login_id": "alice", "page_id": "1", "slug": "x", "device_id": "1", "terminal_id": "1"}
+SAMPLES = {
+    "login_id": "alice",
+    "page_id": "1",
+    "slug": "x",
+    "device_id": "1",
+    "terminal_id": "1",
+    "token": "not-a-reset-token",
+}
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
 
 # The pages a pending (password-only) sign-in may use, and what a visitor may use.
@@ -31,6 +38,14 @@ SECOND_STEP_URLS = {
     "/login/resend",
     "/login/method",
     "/logout",
+}
+# パスワードをお忘れの方: open to visitors and pending sign-ins alike (they change only the
+# password of whoever holds a mailed link, and never sign anyone in).
+PASSWORD_RESET_URLS = {
+    "/login/forgot",
+    "/login/reset",
+    "/login/reset/" + SAMPLES["token"],
+    "/login/password-strength",
 }
 
 
