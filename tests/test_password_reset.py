@@ -526,3 +526,16 @@ def test_a_member_cannot_send_links(app, client, member):
     client.post("/login", data={"login_id": "alice", "password": PASSWORD})
     assert client.post("/admin/members/bob/password-reset").status_code == 403
     assert rows(app) == []
+
+
+def test_the_access_log_never_holds_a_token():
+    """gunicorn writes request lines and referrers; the reset path is redacted in both."""
+    from portal.access_log import redact
+
+    token = "Abc-_123" * 6
+    assert redact(f"GET /login/reset/{token} HTTP/1.1") == "GET /login/reset/[redacted] HTTP/1.1"
+    assert redact(f"https://portal.example.com/login/reset/{token}?x=1") == (
+        "https://portal.example.com/login/reset/[redacted]?x=1"
+    )
+    for untouched in ("POST /login/reset HTTP/1.1", "/login/password-strength", "/login"):
+        assert redact(untouched) == untouched

@@ -12,7 +12,6 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from .. import audit, members, messages, notices, sessions, throttle, twofactor
@@ -20,6 +19,7 @@ from ..extensions import db
 from ..texts import TOO_MANY, code_status_message, refusal_message, resend_wait_message
 from ..twofactor import SendRefused, Status, otp_codes
 from ..web.dialogs import member
+from ..web.password_meter import render_meter
 from . import bp
 from .common import mask
 from .forms import (
@@ -278,15 +278,6 @@ def password() -> ResponseReturnValue:
     return render_template("settings/password.html", form=form, errors=errors)
 
 
-STRENGTH_LABELS = {
-    0: _l("とても弱い"),
-    1: _l("弱い"),
-    2: _l("やや弱い"),
-    3: _l("十分"),
-    4: _l("強い"),
-}
-
-
 @bp.route("/password/strength", methods=["POST"])
 def password_strength() -> ResponseReturnValue:
     """The live strength meter (htmx, as the member types). Judged like the final
@@ -294,22 +285,4 @@ def password_strength() -> ResponseReturnValue:
     m = member()
     form = PasswordStrengthForm()
     password = (form.new_password.data or "") if form.validate_on_submit() else ""
-    if not password:
-        return render_template("settings/_password_strength.html", score=None)
-    if len(password) < members.PASSWORD_MIN or len(password) > members.PASSWORD_MAX:
-        score, reason = (
-            0,
-            _(
-                "%(min)d文字以上%(max)d文字以内にしてください。",
-                min=members.PASSWORD_MIN,
-                max=members.PASSWORD_MAX,
-            ),
-        )
-    else:
-        score, reason = members.strength(password, (m.login_id, m.name, m.email))
-    return render_template(
-        "settings/_password_strength.html",
-        score=score,
-        label=STRENGTH_LABELS[score],
-        reason=reason,
-    )
+    return render_meter(password, (m.login_id, m.name, m.email))
