@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORTAL_ENV ?= development
 
-.PHONY: run test lint format install install-test mutation clean
+.PHONY: run test lint format install install-test screenshots mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,14 @@ format: $(VENV)/.installed-test
 
 test: install-test lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's pictures: the main pages and dialogs at 1280 and 390 px, from a temporary
+# database with demo data, into docs/screenshots/ (chromium and a Japanese font are
+# installed with apt-get when missing).
+screenshots: $(VENV)/.installed-test
+	scripts/ensure-chromium.sh
+	scripts/ensure-fonts.sh
+	$(BIN)/python scripts/screenshots.py
 
 # Mutation testing of portal/twofactor/ (configured in pyproject.toml, [tool.mutmut]);
 # slow (about 40 minutes on 2 cores), so not part of `make test`. Always a fresh run:
