@@ -315,8 +315,13 @@ def closed_and_refreshed(page: Page, close, refresh_path: str) -> None:
     expect(page.locator("dialog#dialog")).to_be_hidden()
 
 
+def visibility(page: Page, selector: str) -> str:
+    return page.locator(selector).first.evaluate("e => getComputedStyle(e).visibility")
+
+
 def test_focus_returns_to_the_opener_when_a_dialog_closes(browser, server, tmp_path):
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP")
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     watched = Watched(context.new_page())
     page = watched.page
     dialog = page.locator("dialog#dialog")
@@ -354,10 +359,28 @@ def test_focus_returns_to_the_opener_when_a_dialog_closes(browser, server, tmp_p
             dialog.get_by_role("button", name="確認する").click()
         expect(dialog.locator("#dialog-title")).to_have_text("認証アプリによる認証の設定")
         phone = Authenticator(read_secret(dialog))
+        # The key's copy button: the key without its spaces, and a word that it worked.
+        dialog.get_by_role("button", name="キーをコピー").click()
+        copy_key = dialog.locator('[data-copy-target="totp-secret"]')  # its name changes
+        expect(copy_key).to_have_text("コピーしました")
+        expect(dialog.locator("#totp-secret-status")).to_have_text("コピーしました")
+        assert page.evaluate("navigator.clipboard.readText()") == phone.totp.secret
+        expect(copy_key).to_have_text("キーをコピー", timeout=5000)
         dialog.get_by_label("アプリに表示された6桁の認証コード").fill(phone.fresh_code())
         dialog.get_by_role("button", name="確認する").click()
         done = dialog.get_by_role("link", name="完了")
         expect(done).to_be_visible()
+        # The codes: copied one per line; printed alone.
+        codes = dialog.locator("#recovery-codes li").all_inner_texts()
+        dialog.get_by_role("button", name="コードをコピー").click()
+        expect(dialog.locator("#recovery-codes-status")).to_have_text("コピーしました")
+        assert page.evaluate("navigator.clipboard.readText()").split("\n") == codes
+        expect(dialog.get_by_role("button", name="印刷する")).to_be_visible()
+        page.emulate_media(media="print")
+        assert visibility(page, "#recovery-codes li code") == "visible"
+        for other in ("#dialog-title", ".code-tools button", "main h1", "#section-app"):
+            assert visibility(page, other) == "hidden", other
+        page.emulate_media(media="screen")
         closed_and_refreshed(page, lambda: done.press("Enter"), "/settings/2fa")
         expect(page.locator("#section-app-title")).to_be_focused()
         expect(app_section.get_by_role("link", name="設定を無効化する")).to_be_visible()
