@@ -129,15 +129,17 @@ def reset_two_factor(login_id):
     from .sessions import now
 
     member = member_or_fail(login_id)
-    methods = twofactor.enabled_methods(member)
-    twofactor.reset_all(member, commit=False)
+    try:
+        methods = twofactor.reset_all(member, commit=False)
+    except twofactor.NoSecondStep:
+        fail(f"{member.login_id} has no second step: nothing to reset")
     audit.record("admin.reset_2fa", subject=member, actor_label="cli", methods=methods)
     notices.send(member, "reset", now=now(), ip="", user_agent="flask members reset-2fa")
     if member.is_operator:
         notices.tell_operators_of_reset(
             member, actor=None, actor_label="cli", now=now(), ip="", user_agent=""
         )
-    click.echo(f"2FA reset for {member.login_id} (removed: {', '.join(methods) or 'nothing'})")
+    click.echo(f"2FA reset for {member.login_id} (removed: {', '.join(methods)})")
 
 
 @members_cli.command("unlock-2fa")

@@ -1,4 +1,4 @@
-"""A short, trustworthy label for a browser: "Chrome（Windows）".
+"""A short, trustworthy label for a browser: "Chrome / Windows".
 
 The User-Agent header is chosen by whoever sends the request. Printed raw in a security
 notice, an intruder could write "ignore this, scheduled maintenance, see https://…"
@@ -64,7 +64,7 @@ MAX_HEADER = 1000  # longer headers are not parsed at all
 
 @lru_cache(maxsize=512)
 def describe(user_agent: str | None) -> str:
-    """ "Chrome（Windows）", "Firefox", or 不明なブラウザ; never text from the header."""
+    """ "Chrome / Windows", "Firefox", or 不明なブラウザ; never text from the header."""
     if not user_agent or len(user_agent) > MAX_HEADER:
         return UNKNOWN_BROWSER
     from ua_parser import parse
@@ -75,5 +75,5 @@ def describe(user_agent: str | None) -> str:
     browser = browser if browser in BROWSERS else None
     system = system if system in SYSTEMS else None
     if browser and system:
-        return f"{browser}（{system}）"
-    return browser or (f"{UNKNOWN_BROWSER}（{system}）" if system else UNKNOWN_BROWSER)
+        return f"{browser} / {system}"
+    return browser or (f"{UNKNOWN_BROWSER} / {system}" if system else UNKNOWN_BROWSER)

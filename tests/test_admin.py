@@ -532,3 +532,186 @@ def test_cli_reset_and_grant(app, runner, smtp_server):
     for command in (["members", "reset-2fa", "nobody"], ["members", "grant-operator", "nobody"]):
         failed = runner.invoke(args=command)
         assert failed.exit_code == 1 and "nobody" in failed.output
+
+
+# --- a reset that has nothing to reset (issue 10, bug 1) ----------------------------------
+
+
+def reset_rows(app) -> list[AuditEvent]:
+    with app.app_context():
+        return list(
+            db.session.scalars(db.select(AuditEvent).where(AuditEvent.event == "admin.reset_2fa"))
+        )
+
+
+def generation(app, login_id: str) -> int:
+    with app.app_context():
+        return members.find(login_id).session_generation
+
+
+@pytest.mark.wired
+def test_a_member_without_2fa_is_not_reset(app, admin_client, smtp_server):
+    """Bug: the reset of a member without a second step 'succeeded', ended her sessions,
+    mailed her and wrote an audit row."""
+    seed(app, {"nora": ()})
+    before = generation(app, "nora")
+    dialog = admin_client.get("/admin/members/nora/reset", headers=HX)
+    assert "このメンバーは二段階認証を設定していません。" in dialog.text
+    assert 'name="confirm"' not in dialog.text and "<html" not in dialog.text
+    hx = admin_client.post("/admin/members/nora/reset", data={"confirm": "y"}, headers=HX)
+    assert "このメンバーは二段階認証を設定していません。" in hx.text
+    assert "無効化しました" not in hx.text
+    plain = admin_client.post("/admin/members/nora/reset", data={"confirm": "y"})
+    assert plain.status_code == 200 and "<html" in plain.text
+    assert "このメンバーは二段階認証を設定していません。" in plain.text
+    # Without JavaScript the dialog's button leads back to the member's page.
+    assert re.search(r'href="/admin/members/nora"[^>]*data-close-dialog', plain.text)
+    assert reset_rows(app) == [] and smtp_server.messages == []
+    assert generation(app, "nora") == before  # her sessions go on
+
+
+@pytest.mark.wired
+def test_a_second_reset_changes_nothing(app, admin_client, smtp_server):
+    """Bug: pressing 無効化 again on the stale page reset again, mailed the member a second
+    time and wrote a second audit row."""
+    seed(app, {"olga": ("app", "sms")})
+    assert 'href="/admin/members/olga/reset"' in admin_client.get("/admin/members/olga").text
+    done = admin_client.post("/admin/members/olga/reset", data={"confirm": "y"}, headers=HX)
+    assert "二段階認証を無効化しました" in done.text
+    assert 'href="/admin/members/olga"' in done.text  # 完了 without JavaScript
+    assert len(smtp_server.messages) == 1
+    page = admin_client.get("/admin/members/olga").text
+    methods = page[page.index('id="methods"') : page.index('id="remembered"')]
+    assert "未設定" in methods and "/admin/members/olga/reset" not in methods
+    before = generation(app, "olga")
+    again = admin_client.post("/admin/members/olga/reset", data={"confirm": "y"}, headers=HX)
+    assert "このメンバーは二段階認証を設定していません。" in again.text
+    plain = admin_client.post("/admin/members/olga/reset", data={"confirm": "y"})
+    assert "このメンバーは二段階認証を設定していません。" in plain.text
+    assert len(reset_rows(app)) == 1 and len(smtp_server.messages) == 1
+    assert generation(app, "olga") == before  # sessions since the first reset go on
+
+
+def test_the_member_page_fetches_its_cards_again_when_a_dialog_closes(app, admin_client):
+    """The hook the browser test exercises: on the dialog's close event, the member page
+    is fetched again and its method, detail and device cards are swapped in."""
+    seed(app, {"pia": ("email",)})
+    html = admin_client.get("/admin/members/pia").text
+    hook = re.search(r'<div hidden hx-get="/admin/members/pia"[^>]*>', html)
+    assert hook, html
+    assert 'hx-trigger="close from:#dialog"' in hook.group(0)
+    assert 'hx-select="#methods"' in hook.group(0) and 'hx-target="#methods"' in hook.group(0)
+    for card in ("member-facts", "methods", "remembered"):
+        assert f'id="{card}"' in html
+
+
+def test_cli_refuses_to_reset_a_member_without_2fa(app, runner):
+    seed(app, {"quin": ()})
+    result = runner.invoke(args=["members", "reset-2fa", "quin"])
+    assert result.exit_code == 1 and "no second step" in result.output
+    assert reset_rows(app) == []
+
+
+# --- the audit log's date range (issue 10, bug 9) ----------------------------------------
+
+RANGE_ERROR = "開始日は終了日以前の日付を指定してください。"
+
+
+def test_a_start_after_the_end_is_a_field_error(app, admin_client, member):
+    app.test_client().post("/login", data={"login_id": "alice", "password": PASSWORD})
+    today = datetime.now(ZoneInfo("Asia/Tokyo"))
+    later, earlier = (today + timedelta(days=1)).date(), (today - timedelta(days=1)).date()
+    query = f"from={later}&to={earlier}"
+    page = admin_client.get(f"/admin/audit?{query}")
+    assert page.status_code == 200 and RANGE_ERROR in page.text
+    assert re.search(r'<input id="from"[^>]*aria-invalid="true"', page.text)
+    assert "条件に合うイベントはありません。" in page.text  # not every event, silently
+    # The htmx search swaps the table; the form with its error comes out of band.
+    hx = admin_client.get(f"/admin/audit?{query}", headers=HX).text
+    assert "<html" not in hx and 'id="audit-table"' in hx
+    form = hx[hx.index('<form id="audit-filters"') :]
+    assert 'hx-swap-oob="true"' in form[:200] and RANGE_ERROR in form
+    fixed = admin_client.get(f"/admin/audit?from={earlier}&to={later}", headers=HX).text
+    assert RANGE_ERROR not in fixed and 'hx-swap-oob="true"' in fixed  # the error goes
+    assert "ログイン成功" in fixed
+    same_day = admin_client.get(f"/admin/audit?from={today.date()}&to={today.date()}").text
+    assert RANGE_ERROR not in same_day and "ログイン成功" in same_day
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("from=2026-03-02&to=2026-03-01", RANGE_ERROR), ("from=2026/13/45", "2026-11-25 の形式")],
+)
+def test_the_csv_export_refuses_a_filter_typed_wrongly(app, admin_client, query, message):
+    """Bug: the export ignored a bad date and exported every event without a word."""
+    response = admin_client.get(f"/admin/audit.csv?{query}")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html" and message in response.text
+    with app.app_context():
+        assert not db.session.scalar(
+            db.select(AuditEvent).where(AuditEvent.event == "admin.export")
+        )
+
+
+# --- words, not internal values (issue 10, bug 10) ---------------------------------------
+
+CHROME_ON_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
+)
+
+
+def test_admin_screens_and_csv_show_words_not_keys_or_json(app, admin_client):
+    seed(app, {"rita": ("app", "sms")})
+    admin_client.environ_base["HTTP_USER_AGENT"] = CHROME_ON_WINDOWS
+    admin_client.post("/admin/members/rita/reset", data={"confirm": "y"})
+    sentence = "無効化した方法：認証アプリ、SMS"
+
+    log = admin_client.get("/admin/audit").text
+    table = log[log.index('id="audit-table"') :]
+    assert sentence in table and "Chrome / Windows" in table
+    assert "<td>認証アプリ</td>" in table  # the operator's own sign-in, by method
+    for raw in ("methods", "{", "<td>app</td>", "Mozilla/5.0", "<code>"):
+        assert raw not in table, raw
+
+    detail = admin_client.get("/admin/members/rita").text
+    events = detail[detail.index("最近のイベント") :]
+    assert sentence in events and "methods" not in events and "{" not in events
+
+    rows = list(
+        csv.reader(io.StringIO(admin_client.get("/admin/audit.csv").data.decode("utf-8-sig")))
+    )
+    header = rows[0]
+    reset = next(r for r in rows[1:] if r[1] == "admin.reset_2fa")
+    signin = next(r for r in rows[1:] if r[1] == "signin.success")
+    assert reset[header.index("詳細")] == sentence
+    assert reset[header.index("ブラウザ")] == "Chrome / Windows"
+    assert reset[header.index("内容")] == "管理者による二段階認証の無効化"
+    assert signin[header.index("方法")] == "認証アプリ"
+    assert all("{" not in r[header.index("詳細")] for r in rows[1:])
+
+    members_csv = admin_client.get("/admin/members.csv?q=rita").data.decode("utf-8-sig")
+    assert list(csv.reader(io.StringIO(members_csv)))[1][3] == ""  # reset: none left
+    give(app, "rita", "app", "email")
+    members_csv = admin_client.get("/admin/members.csv?q=rita").data.decode("utf-8-sig")
+    assert list(csv.reader(io.StringIO(members_csv)))[1][3] == "認証アプリ、メール"
+
+
+def test_the_raw_user_agent_stays_out_of_the_screens_but_is_kept_for_investigations(
+    app, admin_client
+):
+    """The browser is named from an allow-list; what the client sent is kept only in its
+    own CSV column, defused for spreadsheets."""
+    attack = '=HYPERLINK("https://evil.example") ignore this, call 0120-000-000'
+    stranger = app.test_client()
+    stranger.environ_base["HTTP_USER_AGENT"] = attack
+    stranger.post("/login", data={"login_id": "nobody", "password": "x" * 12})
+    log = admin_client.get("/admin/audit").text
+    assert "evil.example" not in log and "0120-000-000" not in log
+    assert "不明なブラウザ" in log
+    rows = list(
+        csv.reader(io.StringIO(admin_client.get("/admin/audit.csv").data.decode("utf-8-sig")))
+    )
+    failed = next(r for r in rows[1:] if r[1] == "signin.password_failed")
+    assert failed[rows[0].index("ブラウザ")] == "不明なブラウザ"
+    assert failed[-1] == "'" + attack

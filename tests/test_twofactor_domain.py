@@ -624,7 +624,31 @@ def test_reset_all_ends_the_sessions_of_the_member_it_holds(alice, inbox):
     assert alice.preferred_method is None
 
 
-def test_a_new_member_can_be_reset(ctx):
+def test_a_member_without_a_method_is_not_reset(ctx):
+    """Nothing to remove: no session ends (and the callers send no mail, write no row)."""
     bob = make_member("bob", "bob@example.com", "")
-    twofactor.reset_all(bob)
-    assert fresh(bob.id).session_generation == 1
+    with pytest.raises(twofactor.NoSecondStep):
+        twofactor.reset_all(bob)
+    assert fresh(bob.id).session_generation == 0
+
+
+def test_a_second_reset_changes_nothing(alice, inbox):
+    enable_contact(alice, "email", inbox)
+    assert twofactor.reset_all(alice) == ["email"]
+    generation = fresh(alice.id).session_generation
+    with pytest.raises(twofactor.NoSecondStep):
+        twofactor.reset_all(alice)
+    assert fresh(alice.id).session_generation == generation
+
+
+def test_of_two_racing_resets_only_one_goes_through(alice, inbox, monkeypatch):
+    """The second read the methods before the first removed them: the rows it deletes
+    are counted, so it still changes nothing."""
+    enable_contact(alice, "email", inbox)
+    twofactor.reset_all(alice)
+    generation = fresh(alice.id).session_generation
+    monkeypatch.setattr(twofactor, "enabled_methods", lambda member: ["email"])
+    with pytest.raises(twofactor.NoSecondStep):
+        twofactor.reset_all(alice, commit=False)
+    db.session.commit()
+    assert fresh(alice.id).session_generation == generation

@@ -11,10 +11,22 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.exceptions import TooManyRequests
 
-from .. import throttle, twofactor
+from .. import throttle, twofactor, useragent
+from ..web import audit_text
 from ..web.htmx import redirect_to
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.context_processor
+def audit_words() -> dict:
+    """Audit events in words on every admin page: method names, details as a sentence,
+    browsers as "Chrome / Windows" (never the raw header)."""
+    return {
+        "method_name": audit_text.method_name,
+        "detail_text": audit_text.detail_text,
+        "browser_name": useragent.describe,
+    }
 
 
 @bp.before_request

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import current_app, request
+from flask import current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
-from .. import audit, members
+from .. import audit, members, useragent
+from ..web import audit_text
 from ..web.htmx import render
 from . import bp
 from .common import PAGE_SIZE, csv_response, id_arg
@@ -45,6 +45,9 @@ def _parse_filter() -> tuple[AuditFilter, dict[str, str]]:
             errors[name] = _("日付は 2026-11-25 の形式で入力してください。")
             continue
         setattr(flt, attr, day + timedelta(days=shift))  # "to" includes that whole day
+    if flt.start is not None and flt.end is not None and flt.start >= flt.end:
+        errors["from"] = _("開始日は終了日以前の日付を指定してください。")
+        flt.end = flt.start  # an empty range: match nothing rather than guess
     return flt, errors
 
 
@@ -55,26 +58,30 @@ def _filter_args() -> dict[str, str]:
     }
 
 
+def _context(flt: AuditFilter, errors: dict[str, str]) -> dict:
+    events, next_before = audit_page(flt, id_arg("before"), PAGE_SIZE)
+    return {
+        "events": events,
+        "next_before": next_before,
+        "args": _filter_args(),
+        "errors": errors,
+        "labels": audit.EVENTS,
+    }
+
+
 @bp.route("/audit")
 def audit_log() -> ResponseReturnValue:
     flt, errors = _parse_filter()
-    events, next_before = audit_page(flt, id_arg("before"), PAGE_SIZE)
-    args = _filter_args()
-    return render(
-        "admin/audit.html",
-        "admin/_audit_table.html",
-        events=events,
-        next_before=next_before,
-        args=args,
-        errors=errors,
-        labels=audit.EVENTS,
-        json=json,
-    )
+    return render("admin/audit.html", "admin/_audit_results.html", **_context(flt, errors))
 
 
 @bp.route("/audit.csv")
 def audit_csv() -> ResponseReturnValue:
-    flt, _errors = _parse_filter()
+    """The log as CSV. A filter typed wrongly exports nothing: the page shows the field
+    errors instead (an export without the date the operator meant is worse than none)."""
+    flt, errors = _parse_filter()
+    if errors:
+        return render_template("admin/audit.html", **_context(flt, errors))
     audit.record_request("admin.export", export="audit.csv", filters=_filter_args())
     rows = (
         [
@@ -83,10 +90,11 @@ def audit_csv() -> ResponseReturnValue:
             str(audit.EVENTS.get(e.event, e.event)),
             e.actor_label,
             e.subject_label,
-            e.method or "",
+            audit_text.method_name(e.method),
             e.ip,
-            e.user_agent,
-            e.detail,
+            useragent.describe(e.user_agent) if e.user_agent else "",
+            audit_text.detail_text(e.event, e.detail),
+            e.user_agent,  # as sent, for an investigation (safe_cell defuses formulas)
         ]
         for e in iter_audit(flt)
     )
@@ -100,5 +108,6 @@ def audit_csv() -> ResponseReturnValue:
         _("IPアドレス"),
         _("ブラウザ"),
         _("詳細"),
+        _("User-Agent（送信されたまま）"),
     ]
     return csv_response("audit.csv", header, rows)

@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import AuditEvent, ContactMethod, Member
 from ..texts import METHOD_SHORT
 from ..twofactor import devices, lockout, recovery
+from ..web import audit_text
 from ..web.dialogs import dialog, done
 from ..web.forms import ActionForm, ConfirmForm
 from ..web.htmx import render
@@ -49,7 +50,7 @@ def members_csv() -> ResponseReturnValue:
             row.member.login_id,
             row.member.name,
             row.member.email,
-            " ".join(row.methods),
+            "、".join(audit_text.method_name(kind) for kind in row.methods),
             fmt(row.set_up_on),
             fmt(row.member.last_second_step_at),
             row.recovery_left if row.methods else "",
@@ -120,14 +121,19 @@ def member_reset(login_id: str) -> ResponseReturnValue:
             _("二段階認証の無効化"),
             _("自分の二段階認証は、二段階認証設定ページで変更してください。"),
         )
+    back = url_for("admin.member_detail", login_id=m.login_id)
+    if not twofactor.has_two_factor(m):
+        return _nothing_to_reset(back)
     if stale_operator():
         return ask_for_second_step(here)
     form = ConfirmForm()
     error = None
     if form.validate_on_submit():
         if form.confirm.data:
-            methods = twofactor.enabled_methods(m)
-            twofactor.reset_all(m, commit=False)
+            try:
+                methods = twofactor.reset_all(m, commit=False)
+            except twofactor.NoSecondStep:
+                return _nothing_to_reset(back)  # another operator's reset came first
             audit.record_request("admin.reset_2fa", subject=m, methods=methods)  # commits both
             notices.send(m, "reset", now=sessions.now(), **notices.request_details())
             if m.is_operator:
@@ -145,9 +151,18 @@ def member_reset(login_id: str) -> ResponseReturnValue:
                     name=m.name,
                     login_id=m.login_id,
                 ),
+                close_url=back,
             )
         error = _("無効化するには「はい、無効化して問題ありません。」にチェックを入れてください。")
     return dialog("admin/_reset.html", form=form, error=error, action=here, m=m)
+
+
+def _nothing_to_reset(back: str) -> ResponseReturnValue:
+    """A second 無効化 (a stale page, another operator's reset, a member who never set
+    2FA up) changes nothing: no session ends, no mail, no audit row."""
+    return done(
+        _("二段階認証の無効化"), _("このメンバーは二段階認証を設定していません。"), close_url=back
+    )
 
 
 @bp.route("/members/<login_id>/unlock", methods=["GET", "POST"])

@@ -28,12 +28,18 @@ __all__ = [
     "METHODS",
     "Lock",
     "Enrolment",
+    "NoSecondStep",
     "Outcome",
     "Refusal",
     "Result",
     "SendRefused",
     "Status",
 ]
+
+
+class NoSecondStep(Exception):
+    """An operator's reset of a member who has no method: nothing to remove, so no
+    session ends, no mail and no audit row (also when a parallel reset won)."""
 
 
 class Outcome(enum.Enum):
@@ -294,16 +300,27 @@ def disable_method(member: Member, kind: str) -> None:
         recovery.void(member)
 
 
-def reset_all(member: Member, *, commit: bool = True) -> None:
+def reset_all(member: Member, *, commit: bool = True) -> list[str]:
     """The operator's 無効化: every method, pending set-up, code, recovery code and
     remembered device of the member goes, and every session ends, in one transaction.
-    The member can then sign in with the password alone and set 2FA up again."""
+    The member can then sign in with the password alone and set 2FA up again.
+
+    Returns the methods removed. Raises :class:`NoSecondStep`, changing nothing, when
+    the member has none: a second press must not end sessions or mail the member again.
+    The rows deleted are counted too, so of two resets racing only one goes through."""
     from ..models import OneTimeCode, RecoveryCode, RememberedDevice, TotpEnrolment
 
+    methods = enabled_methods(member)
+    if not methods:
+        raise NoSecondStep
+    removed = sum(
+        db.session.execute(delete(model).where(model.member_id == member.id)).rowcount
+        for model in (TotpCredential, ContactMethod)
+    )
+    if not removed:
+        raise NoSecondStep  # another reset removed them since: nothing was changed here
     for model in (
-        TotpCredential,
         TotpEnrolment,
-        ContactMethod,
         RecoveryCode,
         OneTimeCode,
         RememberedDevice,
@@ -321,3 +338,4 @@ def reset_all(member: Member, *, commit: bool = True) -> None:
     if commit:
         db.session.commit()
         db.session.expire_all()
+    return methods

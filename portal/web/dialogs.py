@@ -18,8 +18,10 @@ def dialog(partial: str, status: int = 200, **context) -> Response:
     return render("settings/dialog.html", partial, status, dialog_partial=partial, **context)
 
 
-def done(title: str, message: str) -> Response:
-    return dialog("settings/_done.html", title=title, message=message)
+def done(title: str, message: str, close_url: str | None = None) -> Response:
+    """A completion dialog. ``close_url`` is where its button leads without JavaScript
+    (the settings page unless given), so the page it returns to shows the change."""
+    return dialog("settings/_done.html", title=title, message=message, close_url=close_url)
 
 
 def member() -> Member:

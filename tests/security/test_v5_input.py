@@ -119,12 +119,12 @@ def test_v5_1_4_a_json_body_is_not_read_as_a_form(client, member):
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
             "(KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
-            "Chrome（Windows）",
+            "Chrome / Windows",
         ),
         (
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
             "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-            "Mobile Safari（iOS）",
+            "Mobile Safari / iOS",
         ),
     ],
 )

@@ -1,0 +1,374 @@
+"""Audit events in words for operators: the admin log, the member page and the CSV.
+
+The log stores each event's details as a small JSON object with internal keys
+(``{"methods": ["app"]}``); operators read a Japanese sentence instead
+(「無効化した方法：認証アプリ」). One wording per event type the code records; keys
+without a wording (an event added later) fall back to a readable 「名前: 値」 list,
+never raw JSON. Values come from the portal itself (masked addresses, slugs, browser
+families from an allow-list, an operator's filter); Jinja escapes them on the page and
+the CSV neutralises formulas.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask_babel import format_datetime
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from ..audit import EVENTS
+
+METHOD_NAMES = {
+    "app": _l("認証アプリ"),
+    "email": _l("メール"),
+    "sms": _l("SMS"),
+    "recovery": _l("リカバリーコード"),
+}
+
+# What a rate limit counted (the throttle's scope names).
+LIMITS = {
+    "login-address": _l("同じIPアドレスからのログイン"),
+    "login-account": _l("このアカウントへのログインの失敗"),
+    "login-account-address": _l("同じIPアドレスからこのアカウントへのログインの失敗"),
+    "login-device": _l("このブラウザからこのアカウントへのログインの失敗"),
+    "verify": _l("認証コードの入力"),
+    "recovery": _l("リカバリーコードの入力"),
+    "resend": _l("コードの再送"),
+    "reauth": _l("本人確認"),
+    "admin": _l("管理画面での操作"),
+    "reset-account": _l("このアカウントのパスワード再設定の申し込み"),
+    "reset-address": _l("同じIPアドレスからのパスワード再設定の申し込み"),
+    "reset-token": _l("パスワード再設定のリンクの使用"),
+}
+
+EXPORTS = {
+    "members.csv": _l("メンバー一覧（members.csv）"),
+    "audit.csv": _l("監査ログ（audit.csv）"),
+    "members list": _l("メンバー一覧（コマンド）"),
+}
+
+FILTERS = {
+    "q": _l("検索"),
+    "tfa": _l("二段階認証"),
+    "method": _l("方法"),
+    "member": _l("メンバー"),
+    "event": _l("イベント"),
+    "from": _l("開始日"),
+    "to": _l("終了日"),
+}
+
+POLICY_FIELDS = {
+    "enforcement": _l("メンバーへの二段階認証の必須化"),
+    "operator_enforcement": _l("管理者への二段階認証の必須化"),
+    "grace_days": _l("猶予期間（日数）"),
+    "allow_remember_device": _l("コード入力をスキップする端末の記憶"),
+    "remember_days": _l("スキップを続ける日数"),
+    "trusted_networks": _l("信頼済みネットワーク"),
+    "shared_terminal_skip": _l("共用端末でのスキップ"),
+    "methods": _l("メンバーが使える方法"),
+    "issuer": _l("サービス名"),
+    "landing_path": _l("ログイン後に表示するページ"),
+}
+LEVELS = {"off": _l("求めない"), "recommend": _l("すすめる"), "required": _l("必須")}
+
+# Names for keys in the fallback list (any event).
+KEYS = {
+    "method": _l("方法"),
+    "methods": _l("方法"),
+    "label": _l("端末"),
+    "device": _l("端末"),
+    "terminal": _l("共用端末"),
+    "count": _l("件数"),
+    "left": _l("残り"),
+    "until": _l("期限"),
+    "slug": _l("ページ"),
+    "page_id": _l("ページ番号"),
+    "created": _l("新規作成"),
+    "listed": _l("マイページとメニューに表示"),
+    "menu_order": _l("表示順"),
+    "old": _l("変更前"),
+    "new": _l("変更後"),
+    "bucket": _l("制限"),
+    "known_id": _l("登録済みのログインID"),
+    "was_blocked": _l("停止中だった"),
+    "export": _l("出力"),
+    "filters": _l("条件"),
+    "changes": _l("変更"),
+    "via": _l("入力されたもの"),
+    "kind": _l("種類"),
+    "mailed": _l("メール送信"),
+    "requested_by": _l("リンクを申し込んだ人"),
+}
+
+NONE = _l("（なし）")
+
+
+def method_name(kind: str | None) -> str:
+    """「認証アプリ」 for ``app``; an unknown key as it is, nothing for none."""
+    if not kind:
+        return ""
+    return str(METHOD_NAMES.get(kind, kind))
+
+
+def _methods(value: Any) -> str:
+    kinds = value.split(",") if isinstance(value, str) else value
+    if not isinstance(kinds, list):
+        return _value(value)
+    return "、".join(method_name(str(k).strip()) for k in kinds if str(k).strip()) or str(NONE)
+
+
+def _time(value: Any) -> str:
+    try:
+        return format_datetime(datetime.fromisoformat(str(value)), "yyyy/MM/dd HH:mm")
+    except ValueError:
+        return _value(value)
+
+
+def _value(value: Any, key: str = "") -> str:
+    """Any stored value as plain words: はい/いいえ, lists with 「、」, nested 「名前: 値」."""
+    if key in ("method", "methods"):
+        return _methods(value)
+    if isinstance(value, bool):
+        return _("はい") if value else _("いいえ")
+    if value is None or value == "":
+        return str(NONE)
+    if isinstance(value, list):
+        return "、".join(_value(v) for v in value) or str(NONE)
+    if isinstance(value, dict):
+        return "、".join(f"{_key(k)}: {_value(v, k)}" for k, v in value.items()) or str(NONE)
+    return str(value)
+
+
+def _key(key: str) -> str:
+    return str(KEYS.get(key, key))
+
+
+def _page(slug: Any) -> str:
+    return f"/pages/{slug}"
+
+
+# --- one wording per event: each takes the details it words out of ``d`` -------------
+
+
+def _password_failed(d: dict) -> str:
+    known = d.pop("known_id", None)
+    if known is None:
+        return ""
+    if known:
+        return _("登録済みのログインIDで、パスワードが違っていました。")
+    return _("登録されていないログインIDでした（入力された文字は記録していません）。")
+
+
+def _throttled(d: dict) -> str:
+    bucket = d.pop("bucket", None)
+    if bucket is None:
+        return ""
+    what = LIMITS.get(bucket)
+    if what is None:
+        return _("制限：%(what)s", what=_value(bucket))
+    return _("%(what)sの回数が上限に達しました。", what=what)
+
+
+def _locked(d: dict) -> str:
+    if "until" not in d:
+        return ""
+    return _("%(time)s までロックしました。", time=_time(d.pop("until")))
+
+
+def _unlocked(d: dict) -> str:
+    if "was_blocked" not in d:
+        return ""
+    if d.pop("was_blocked"):
+        return _("停止していた二段階認証（管理者の解除待ち）を解除しました。")
+    return _("一時的なロックを解除しました。")
+
+
+def _reset(d: dict) -> str:
+    if "methods" not in d:
+        return ""
+    return _("無効化した方法：%(methods)s", methods=_methods(d.pop("methods")))
+
+
+def _page_saved(d: dict) -> str:
+    d.pop("page_id", None)
+    slug = _page(d.pop("slug", ""))
+    said = (
+        _("ページ %(page)s を作成しました。", page=slug)
+        if d.pop("created", False)
+        else _("ページ %(page)s を更新しました。", page=slug)
+    )
+    if "listed" in d:
+        order = d.pop("menu_order", None)
+        if d.pop("listed"):
+            said += _("マイページとメニューに表示（表示順 %(n)s）。", n=_value(order))
+        else:
+            said += _("マイページとメニューには表示しません。")
+    return said
+
+
+def _page_deleted(d: dict) -> str:
+    d.pop("page_id", None)
+    return _("ページ %(page)s を削除しました。", page=_page(d.pop("slug", "")))
+
+
+def _export(d: dict) -> str:
+    what = d.pop("export", None)
+    filters = d.pop("filters", None) or {}
+    said = _("%(what)sを出力しました。", what=EXPORTS.get(what, what)) if what else ""
+    if not isinstance(filters, dict):
+        return said + _("条件：%(filters)s", filters=_value(filters))
+    shown = []
+    for key, value in filters.items():
+        if value in ("", None):
+            continue
+        if key == "tfa":
+            text = {"on": _("設定済み"), "off": _("未設定")}.get(value, _value(value))
+        elif key == "method":
+            text = method_name(value)
+        elif key == "event":
+            text = str(EVENTS.get(value, value))
+        else:
+            text = _value(value)
+        shown.append(f"{FILTERS.get(key, key)}: {text}")
+    return said + _("条件：%(filters)s", filters="、".join(shown) if shown else _("なし"))
+
+
+def _policy_value(field: str, value: Any) -> str:
+    if field == "methods":
+        return _methods(value)
+    if field in ("enforcement", "operator_enforcement"):
+        return str(LEVELS.get(value, value))
+    if field in ("allow_remember_device", "shared_terminal_skip"):
+        return {"yes": _("はい"), "no": _("いいえ")}.get(value, _value(value))
+    if field == "trusted_networks" and isinstance(value, str):
+        return "、".join(line.strip() for line in value.splitlines() if line.strip()) or str(NONE)
+    return _value(value)
+
+
+def _policy(d: dict) -> str:
+    changes = d.pop("changes", None)
+    if not isinstance(changes, dict):
+        return _value(changes) if changes is not None else ""
+    said = []
+    for field, pair in changes.items():
+        old, new = pair if isinstance(pair, list) and len(pair) == 2 else (None, pair)
+        said.append(
+            f"{POLICY_FIELDS.get(field, field)}：{_policy_value(field, old)} → "
+            f"{_policy_value(field, new)}"
+        )
+    return "、".join(said)
+
+
+def _terminal(d: dict) -> str:
+    d.pop("terminal", None)
+    return _("端末「%(label)s」", label=_value(d.pop("label", "")))
+
+
+def _remembered(d: dict) -> str:
+    d.pop("device", None)
+    return _("端末「%(label)s」", label=_value(d.pop("label", "")))
+
+
+def _forgotten(d: dict) -> str:
+    if "count" in d:
+        return _("%(n)s台の端末の記憶を解除しました。", n=_value(d.pop("count")))
+    if d.pop("device", None) is not None:
+        return _("1台の端末の記憶を解除しました。")
+    return ""
+
+
+def _recovery_used(d: dict) -> str:
+    if "left" not in d:
+        return ""
+    return _("残りのリカバリーコード：%(n)s個", n=_value(d.pop("left")))
+
+
+def _contact_changed(d: dict) -> str:
+    if "old" not in d and "new" not in d:
+        return ""
+    return f"{_value(d.pop('old', None))} → {_value(d.pop('new', None))}"
+
+
+def _reset_requested(d: dict) -> str:
+    via = d.pop("via", None)
+    said = {
+        "email": _("メールアドレスで申し込みがありました。"),
+        "login_id": _("ログインIDで申し込みがありました。"),
+    }.get(via, "")
+    if via is not None and not said:
+        d["via"] = via  # unknown: left to the list
+    if "mailed" not in d:
+        return said
+    if d.pop("mailed"):
+        return said + _("再設定のリンクをメールで送りました。")
+    return said + _(
+        "メールは送っていません（該当するメンバーがいないか、メールアドレスがありません）。"
+    )
+
+
+def _link_sent(d: dict) -> str:
+    if "mailed" not in d:
+        return ""
+    if d.pop("mailed"):
+        return _("再設定のリンクをメールで送りました。")
+    return _("メールを送信できませんでした。")
+
+
+def _password_reset(d: dict) -> str:
+    if "requested_by" not in d:
+        return ""
+    return _("リンクを申し込んだ人：%(who)s", who=_value(d.pop("requested_by")))
+
+
+def _change_cancelled(d: dict) -> str:
+    said = {
+        "email": _("メールアドレスの変更を取り消しました。"),
+        "sms": _("電話番号の変更を取り消しました。"),
+    }.get(d.get("kind"), "")
+    if said:
+        d.pop("kind")
+    return said
+
+
+WORDINGS: dict[str, Callable[[dict], str]] = {
+    "signin.password_failed": _password_failed,
+    "signin.throttled": _throttled,
+    "request.throttled": _throttled,
+    "signin.locked": _locked,
+    "admin.unlock_2fa": _unlocked,
+    "admin.reset_2fa": _reset,
+    "admin.page_saved": _page_saved,
+    "admin.page_deleted": _page_deleted,
+    "admin.export": _export,
+    "admin.policy_changed": _policy,
+    "admin.terminal_marked": _terminal,
+    "admin.terminal_removed": _terminal,
+    "device.remembered": _remembered,
+    "device.forgotten": _forgotten,
+    "recovery.used": _recovery_used,
+    "profile.email_changed": _contact_changed,
+    "profile.phone_changed": _contact_changed,
+    "profile.change_cancelled": _change_cancelled,
+    "password.reset_requested": _reset_requested,
+    "password.reset": _password_reset,
+    "admin.password_reset_sent": _link_sent,
+}
+
+
+def detail_text(event: str, detail: str | None) -> str:
+    """The stored details of ``event`` as one readable Japanese text ("" when none)."""
+    try:
+        loaded = json.loads(detail or "{}")
+    except ValueError:
+        return detail or ""
+    if not isinstance(loaded, dict):
+        return _value(loaded)
+    rest = dict(loaded)
+    wording = WORDINGS.get(event)
+    said = wording(rest) if wording else ""
+    leftover = "、".join(f"{_key(k)}: {_value(v, k)}" for k, v in rest.items())
+    return " ".join(part for part in (said, leftover) if part)
