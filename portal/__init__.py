@@ -53,10 +53,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
     sessions.init_app(app)
 
-    from .web import enforcement, policy
+    from .web import enforcement, menu, policy
 
     policy.init_app(app)
     enforcement.init_app(app)
+    menu.init_app(app)
 
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp

@@ -32,6 +32,7 @@ KEYWORD_RE = re.compile("|".join(re.escape(k) for k in KEYWORDS))
 SLUG_RE = re.compile(r"[a-z0-9-]{1,64}")
 MAX_TITLE = 200
 MAX_BODY = 100_000
+MAX_MENU_ORDER = 999
 
 TAGS = {
     "p",
@@ -143,6 +144,18 @@ def get(page_id: int) -> MemberPage | None:
     return db.session.get(MemberPage, page_id)
 
 
+def listed_pages() -> list[MemberPage]:
+    """The pages an operator chose to list on マイページ and in the menu, in their order
+    (then by title, then oldest first), in one query."""
+    return list(
+        db.session.scalars(
+            db.select(MemberPage)
+            .where(MemberPage.listed.is_(True))
+            .order_by(MemberPage.menu_order, MemberPage.title, MemberPage.id)
+        )
+    )
+
+
 def all_pages() -> list[MemberPage]:
     return list(
         db.session.scalars(
@@ -160,13 +173,27 @@ def slug_taken(slug: str, except_id: int | None = None) -> bool:
 
 SLUG_TAKEN = "このスラッグは既に使われています。"
 SLUG_INVALID = "スラッグは1〜64文字の半角英小文字・数字・ハイフン（-）で入力してください。"
+MENU_ORDER_INVALID = "表示順は0〜999の半角数字で入力してください。"
 
 
-def save(page: MemberPage | None, *, title: str, slug: str, body: str, by: str) -> MemberPage:
-    """Create (``page`` None) or update a page; the body is sanitised here. Raises
-    :class:`PageError` when the slug is taken (also when another save won the race)."""
+def save(
+    page: MemberPage | None,
+    *,
+    title: str,
+    slug: str,
+    body: str,
+    by: str,
+    listed: bool = False,
+    menu_order: int = 0,
+) -> MemberPage:
+    """Create (``page`` None) or update a page; the body is sanitised here. ``listed``
+    puts it on マイページ and in the menu, at ``menu_order`` (0–999, smallest first).
+    Raises :class:`PageError` when the slug is taken (also when another save won the
+    race) or the order is out of range."""
     if not valid_slug(slug):
         raise PageError("slug", SLUG_INVALID)
+    if isinstance(menu_order, bool) or not 0 <= menu_order <= MAX_MENU_ORDER:
+        raise PageError("menu_order", MENU_ORDER_INVALID)
     if slug_taken(slug, page.id if page is not None else None):
         raise PageError("slug", SLUG_TAKEN)
     if page is None:
@@ -175,6 +202,8 @@ def save(page: MemberPage | None, *, title: str, slug: str, body: str, by: str) 
     page.title = title
     page.slug = slug
     page.body = sanitise(body)
+    page.listed = bool(listed)
+    page.menu_order = menu_order
     page.updated_at = utcnow()
     page.updated_by = by[:64]
     try:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import PASSWORD
+from sqlalchemy import event
 
 from portal import members, pages
 from portal.extensions import db
@@ -470,3 +471,174 @@ def test_deleted_page_is_gone_for_members(app, client):
         pages.delete(db.session.get(MemberPage, page_id))
     sign_in_as_member(app, client)
     assert client.get("/pages/tfa-guide").status_code == 404
+
+
+# --- listed on マイページ and in the menu (issue 10, bug 15) --------------------------------
+
+
+def nav_links(html: str) -> list[str]:
+    """The titles of the member pages in the header menu, in order."""
+    nav = html[html.index("<nav") : html.index("</nav>")]
+    return re.findall(r'<a href="/pages/[^"]+"[^>]*>([^<]+)</a>', nav)
+
+
+def card_links(html: str) -> list[str]:
+    if 'id="member-pages"' not in html:
+        return []
+    card = html[html.index('id="member-pages"') :]
+    card = card[: card.index("</section>")]
+    return re.findall(r'<a href="/pages/[^"]+">([^<]+)</a>', card)
+
+
+def save_page(client, slug, title, *, listed, order="", page_id=None):
+    data = {"title": title, "slug": slug, "body": f"<p>{title}</p>", "menu_order": order}
+    if listed:
+        data["listed"] = "y"
+    url = f"/admin/pages/{page_id}/edit" if page_id else "/admin/pages/new"
+    return client.post(url, data=data)
+
+
+def test_an_operator_lists_pages_on_my_page_and_in_the_menu(app, admin_client):
+    """Bug: operator pages were reachable only by typing their URL."""
+    assert (
+        save_page(admin_client, "fees", "料金のご案内", listed=True, order="2").status_code == 302
+    )
+    save_page(admin_client, "faq", "よくある質問", listed=True, order="1")
+    save_page(admin_client, "access", "アクセス", listed=True, order="2")  # same order: by title
+    save_page(admin_client, "memo", "内部メモ", listed=False, order="0")
+
+    listing = admin_client.get("/admin/pages").text
+    assert "表示（表示順 2）" in listing and "表示しない" in listing
+    edit = admin_client.get(f"/admin/pages/{stored(app, 'faq').id}/edit").text
+    assert re.search(
+        r'<input[^>]*checked[^>]*name="listed"|<input[^>]*name="listed"[^>]*checked', edit
+    )
+    assert 'name="menu_order"' in edit and 'value="1"' in edit
+
+    member = app.test_client()
+    sign_in_as_member(app, member)
+    home = member.get("/").text
+    assert "お知らせ・ページ" in home
+    assert card_links(home) == ["よくある質問", "アクセス", "料金のご案内"]
+    assert nav_links(home) == ["よくある質問", "アクセス", "料金のご案内"]
+    assert "内部メモ" not in home  # not listed: neither on マイページ nor in the menu
+    fees = member.get("/pages/fees").text
+    assert nav_links(fees) == ["よくある質問", "アクセス", "料金のご案内"]
+    assert re.search(r'<a href="/pages/fees" aria-current="page">', fees)
+    assert member.get("/pages/memo").status_code == 200  # unlisted is not hidden by URL
+
+    saved = events(app, "admin.page_saved")
+    assert (saved[0]["listed"], saved[0]["menu_order"]) == (True, 2)
+    audit_page = admin_client.get("/admin/audit?event=admin.page_saved").text
+    assert (
+        "ページ /pages/fees を作成しました。マイページとメニューに表示（表示順 2）。" in audit_page
+    )
+
+    # Unticked again, the page leaves both.
+    save_page(admin_client, "fees", "料金のご案内", listed=False, page_id=stored(app, "fees").id)
+    home = member.get("/").text
+    assert card_links(home) == nav_links(home) == ["よくある質問", "アクセス"]
+
+
+def test_without_listed_pages_my_page_has_no_empty_card(app, client, member, auth):
+    make_page(app)  # saved without listing
+    auth.login()
+    home = client.get("/").text
+    assert 'id="member-pages"' not in home and nav_links(home) == []
+
+
+@pytest.mark.parametrize("order", ["abc", "1000", "-1", "1.5", "٣", "1 2"])
+def test_a_bad_menu_order_is_a_field_error(app, admin_client, order):
+    response = save_page(admin_client, "guide", "案内", listed=True, order=order)
+    assert response.status_code == 200
+    assert "表示順は0〜999の数字で入力してください。" in response.text
+    assert re.search(
+        r'<input[^>]*aria-invalid="true"[^>]*name="menu_order"|'
+        r'<input[^>]*name="menu_order"[^>]*aria-invalid="true"',
+        response.text,
+    )
+    assert page_count(app) == 0 and events(app, "admin.page_saved") == []
+
+
+@pytest.mark.parametrize(("typed", "kept"), [("", 0), ("999", 999), ("０１２", 12), (" 7 ", 7)])
+def test_menu_order_accepts_0_to_999_and_full_width_digits(app, admin_client, typed, kept):
+    assert save_page(admin_client, "guide", "案内", listed=True, order=typed).status_code == 302
+    assert stored(app, "guide").menu_order == kept
+
+
+def test_the_domain_refuses_an_order_out_of_range(ctx):
+    for order in (-1, 1000, True):
+        with pytest.raises(pages.PageError) as refused:
+            pages.save(None, title="t", slug="s", body="", by="x", listed=True, menu_order=order)
+        assert refused.value.field == "menu_order"
+
+
+def test_a_member_cannot_change_listing(app, client, member, auth):
+    page_id = make_page(app)
+    auth.login()
+    data = {"title": "二段階認証のご案内", "slug": "tfa-guide", "listed": "y", "menu_order": "1"}
+    assert client.post(f"/admin/pages/{page_id}/edit", data=data).status_code == 403
+    assert not stored(app, "tfa-guide").listed
+    assert "二段階認証のご案内" not in client.get("/").text
+
+
+def test_listed_pages_cost_one_query_per_request(app, client, member, auth):
+    """マイページ shows them twice (card and menu): the list is read once."""
+    make_page(app, slug="a", title="A")
+    with app.app_context():
+        for page in db.session.scalars(db.select(MemberPage)):
+            page.listed = True
+        db.session.commit()
+    auth.login()
+    seen = []
+
+    def count(conn, cursor, statement, *args):
+        if "FROM member_page" in statement:
+            seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        home = client.get("/").text
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert card_links(home) == nav_links(home) == ["A"]
+    assert len(seen) == 1, seen
+
+
+def test_a_member_held_on_set_up_is_offered_no_page(app, client, member, auth):
+    """With 2FA required and the grace over, the set-up page lists no operator page and
+    the pages stay out of reach."""
+    from portal.twofactor import policy as rules
+
+    make_page(app, slug="news", title="重要なお知らせ")
+    with app.app_context():
+        pages.save(
+            pages.find("news"), title="重要なお知らせ", slug="news", body="", by="boss", listed=True
+        )
+        row = rules.current(datetime.now(UTC))
+        clean, errors = rules.validate(
+            rules.values(row) | {"enforcement": "required", "grace_days": "0"},
+            path_exists=lambda path: True,
+        )
+        assert not errors, errors
+        rules.save(row, clean, by="test", now=datetime.now(UTC) - timedelta(seconds=1))
+        db.session.commit()
+    auth.login()
+    setup = client.get("/settings/2fa/setup")
+    assert setup.status_code == 200 and "重要なお知らせ" not in setup.text
+    assert client.get("/pages/news").location == "/settings/2fa/setup"
+    assert client.get("/").location == "/settings/2fa/setup"
+
+
+def test_a_long_title_is_shortened_in_the_menu_only(app, admin_client):
+    """The header holds short labels (a phone shows them in a narrow menu); マイページ's
+    card has room for the whole title."""
+    title = "会員のみなさまへの大切なお知らせ（二段階認証の設定のお願い）"
+    save_page(admin_client, "notice", title, listed=True)
+    member = app.test_client()
+    sign_in_as_member(app, member)
+    home = member.get("/").text
+    assert card_links(home) == [title]
+    assert nav_links(home) == [title[:19] + "…"]

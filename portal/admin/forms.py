@@ -32,6 +32,18 @@ def _plain_text(message):
 _no_control_characters = _plain_text(_l("タイトルに使用できない文字が含まれています。"))
 
 
+def _order_text(value: str | None) -> str | None:
+    """Full-width digits typed with a Japanese IME count as digits."""
+    return unicodedata.normalize("NFKC", value).strip() if isinstance(value, str) else value
+
+
+def _menu_order(form: PortalForm, field: StringField) -> None:
+    """Blank means 0; otherwise a whole number 0–999."""
+    text = field.data if isinstance(field.data, str) else str(field.data or "")
+    if text and not (text.isascii() and text.isdigit() and int(text) <= pages.MAX_MENU_ORDER):
+        raise ValidationError(_l("表示順は0〜999の数字で入力してください。"))
+
+
 class PageForm(PortalForm):
     title = StringField(
         _l("タイトル"),
@@ -76,6 +88,18 @@ class PageForm(PortalForm):
         # No maxlength: a browser would cut a pasted body short without a word.
         render_kw={"rows": 20, "spellcheck": "false", "maxlength": False},
     )
+    listed = BooleanField(_l("マイページとメニューに表示する"))
+    menu_order = StringField(
+        _l("表示順（0〜999、小さい順に表示）"),
+        default="0",
+        filters=[_order_text],
+        validators=[_menu_order],
+        render_kw={"inputmode": "numeric", "maxlength": 3, "autocomplete": "off"},
+    )
+
+    def order(self) -> int:
+        """The validated order as a number (blank: 0)."""
+        return int(self.menu_order.data or 0)
 
 
 class DeletePageForm(PortalForm):

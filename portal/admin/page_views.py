@@ -48,12 +48,20 @@ def _editor(page: MemberPage | None, here: str) -> ResponseReturnValue:
                 slug=form.slug.data,
                 body=form.body.data or "",
                 by=current_user.login_id,
+                listed=form.listed.data,
+                menu_order=form.order(),
             )
-        except pages.PageError:
-            form.slug.errors.append(_("このスラッグは既に使われています。"))
+        except pages.PageError as refused:
+            field = form.menu_order if refused.field == "menu_order" else form.slug
+            field.errors.append(str(refused))
         else:
             audit.record_request(
-                "admin.page_saved", slug=saved.slug, page_id=saved.id, created=page is None
+                "admin.page_saved",
+                slug=saved.slug,
+                page_id=saved.id,
+                created=page is None,
+                listed=saved.listed,
+                menu_order=saved.menu_order,
             )
             flash(_("メンバーページ「%(title)s」を保存しました。", title=saved.title))
             return redirect_to(url_for("admin.pages_list"))
