@@ -98,6 +98,7 @@
       target.setAttribute("tabindex", "-1");
     }
     target.focus();
+    opener.el = target; // a later swap looks for this one
   }
 
   document.addEventListener("htmx:beforeRequest", function (evt) {
@@ -109,12 +110,12 @@
   });
 
   // Content swapped in after the dialog closed may have taken the focused control
-  // with it: look again for a short while.
+  // with it (focus then falls to the body): look again for a short while.
   document.addEventListener("htmx:load", function () {
     if (opener && Date.now() < opener.until) {
       window.setTimeout(function () {
         var active = document.activeElement;
-        if (opener && (!active || active === document.body || !opener.el.isConnected)) {
+        if (opener && (!active || active === document.body)) {
           returnFocus();
         }
       }, 0);
@@ -310,6 +311,12 @@
           status.textContent = "";
         }
       }, 2500);
+    }).catch(function () {
+      // No clipboard (refused or unavailable): select the text for the member to copy.
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      window.getSelection().removeAllRanges();
+      window.getSelection().addRange(range);
     });
   });
 
