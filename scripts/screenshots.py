@@ -235,7 +235,7 @@ def run(out: Path, only: set[str], family: str, browser: Browser, server, secret
     shoot(page, "login")
     sign_in(page, url, DEMO)
     expect(page).to_have_url(f"{url}/login/verify")
-    page.get_by_label("認証コード", exact=True).fill("12")
+    page.get_by_label("認証コード", exact=True).fill("482913")
     page.get_by_label("認証コード", exact=True).blur()
     shoot(page, "verify")
     enter_code(page, url, demo_app)
