@@ -130,7 +130,7 @@ def reset_two_factor(login_id):
 
     member = member_or_fail(login_id)
     try:
-        methods = twofactor.reset_all(member, commit=False)
+        methods = twofactor.reset_all(member, now=now(), commit=False)
     except twofactor.NoSecondStep:
         fail(f"{member.login_id} has no second step: nothing to reset")
     audit.record("admin.reset_2fa", subject=member, actor_label="cli", methods=methods)

@@ -307,7 +307,9 @@ def test_reset_removes_everything_and_tells_the_member(app, client, admin_client
     assert "パスワードだけでログインできます" in body_text(notice)
     assert "IPアドレス" not in body_text(notice)  # the operator's address is not shared
     fresh = app.test_client()
-    assert fresh.post("/login", data={"login_id": "gina", "password": PASSWORD}).location == "/"
+    signed_in = fresh.post("/login", data={"login_id": "gina", "password": PASSWORD})
+    assert signed_in.location == "/settings/2fa/setup"  # told on screen, set-up offered
+    assert "管理者があなたの二段階認証を無効化しました" in fresh.get(signed_in.location).text
 
 
 def test_operator_cannot_reset_themselves(app, admin_client):

@@ -652,3 +652,24 @@ def test_of_two_racing_resets_only_one_goes_through(alice, inbox, monkeypatch):
         twofactor.reset_all(alice, commit=False)
     db.session.commit()
     assert fresh(alice.id).session_generation == generation
+
+
+def test_a_reset_is_told_once_at_the_next_sign_in(alice, inbox):
+    """The operator's reset keeps its time; the first sign-in takes it (and clears it),
+    so the member is told on screen exactly once."""
+    enable_contact(alice, "email", inbox)
+    bob = make_member("bob", "bob@example.com", "")
+    assert twofactor.take_reset_notice(alice) is None  # never reset
+    twofactor.reset_all(alice, now=NOW + MINUTE)
+    assert fresh(alice.id).tfa_reset_at == NOW + MINUTE
+    assert twofactor.take_reset_notice(bob) is None  # another member's reset is not bob's
+    assert twofactor.take_reset_notice(alice) == NOW + MINUTE
+    assert twofactor.take_reset_notice(alice) is None
+    assert fresh(alice.id).tfa_reset_at is None
+
+
+def test_a_refused_reset_leaves_no_notice(ctx):
+    bob = make_member("bob", "bob@example.com", "")
+    with pytest.raises(twofactor.NoSecondStep):
+        twofactor.reset_all(bob, now=NOW)
+    assert twofactor.take_reset_notice(bob) is None

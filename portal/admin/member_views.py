@@ -131,7 +131,7 @@ def member_reset(login_id: str) -> ResponseReturnValue:
     if form.validate_on_submit():
         if form.confirm.data:
             try:
-                methods = twofactor.reset_all(m, commit=False)
+                methods = twofactor.reset_all(m, now=sessions.now(), commit=False)
             except twofactor.NoSecondStep:
                 return _nothing_to_reset(back)  # another operator's reset came first
             audit.record_request("admin.reset_2fa", subject=m, methods=methods)  # commits both

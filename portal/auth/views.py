@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, flash, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -25,7 +25,7 @@ from ..texts import (
 )
 from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, devices, lockout, otp_codes, recovery
 from ..twofactor import policy as policy_rules
-from ..web import cookies, locks, policy
+from ..web import cookies, enforcement, locks, policy
 from ..web.forms import ActionForm, MethodForm
 from ..web.htmx import redirect_to, render
 from . import bp, device_cookie
@@ -174,10 +174,16 @@ def _landing(next_url: str | None) -> str:
 
 def _signed_in(member: Member, next_url: str | None, skipped: str | None):
     """A sign-in without a second step: the member has none, or the policy skipped it
-    (audited with the reason as the method)."""
+    (audited with the reason as the method). The first one after an operator's reset
+    goes to the set-up page, which says on screen what happened (not only the mail)."""
+    reset_at = twofactor.take_reset_notice(member) if skipped is None else None
     sessions.complete_sign_in(member, second_step=False)
     _audit_sign_in(member, skipped)
-    return device_cookie.remember(redirect_to(_landing(next_url)), member.id)
+    target = _landing(next_url)
+    if reset_at is not None:
+        session[enforcement.RESET_NOTICE] = reset_at.isoformat()
+        target = url_for("settings.setup")
+    return device_cookie.remember(redirect_to(target), member.id)
 
 
 def offers_remembering(member: Member) -> bool:

@@ -7,6 +7,8 @@ method needs a recent second step (10 minutes); a stale session is first asked f
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import flash, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -72,10 +74,13 @@ def setup() -> ResponseReturnValue:
     offers; the member goes on once one is set up."""
     m = member()
     state = enforcement.enrolment(m)
+    reset_at = session.pop(enforcement.RESET_NOTICE, None)
     return render(
         "settings/setup.html",
         "settings/_sections.html",
         state=state,
+        forced=state.forced(sessions.now()),
+        reset_at=datetime.fromisoformat(reset_at) if reset_at else None,
         days_left=state.days_left(sessions.now()),
         landing=policy.current().landing_path,
         setup_done=state.has_two_factor,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -300,14 +300,16 @@ def disable_method(member: Member, kind: str) -> None:
         recovery.void(member)
 
 
-def reset_all(member: Member, *, commit: bool = True) -> list[str]:
+def reset_all(member: Member, *, now: datetime | None = None, commit: bool = True) -> list[str]:
     """The operator's 無効化: every method, pending set-up, code, recovery code and
     remembered device of the member goes, and every session ends, in one transaction.
     The member can then sign in with the password alone and set 2FA up again.
 
     Returns the methods removed. Raises :class:`NoSecondStep`, changing nothing, when
     the member has none: a second press must not end sessions or mail the member again.
-    The rows deleted are counted too, so of two resets racing only one goes through."""
+    The rows deleted are counted too, so of two resets racing only one goes through.
+    ``now`` is kept as ``tfa_reset_at``: the member's next sign-in says on screen that an
+    operator turned the second step off (see :func:`take_reset_notice`)."""
     from ..models import OneTimeCode, RecoveryCode, RememberedDevice, TotpEnrolment
 
     methods = enabled_methods(member)
@@ -332,6 +334,7 @@ def reset_all(member: Member, *, commit: bool = True) -> list[str]:
         .values(
             session_generation=Member.session_generation + 1,
             preferred_method=None,
+            tfa_reset_at=now or datetime.now(UTC),
             **lockout.CLEARED,
         )
     )
@@ -339,3 +342,19 @@ def reset_all(member: Member, *, commit: bool = True) -> list[str]:
         db.session.commit()
         db.session.expire_all()
     return methods
+
+
+def take_reset_notice(member: Member) -> datetime | None:
+    """When an operator reset this member's second step, if the member has not been told
+    on screen yet; cleared as it is read, so of two sign-ins racing only one says it."""
+    when = db.session.scalar(db.select(Member.tfa_reset_at).where(Member.id == member.id))
+    if when is None:
+        return None
+    cleared = db.session.execute(
+        update(Member)
+        .where(Member.id == member.id, Member.tfa_reset_at == when)
+        .values(tfa_reset_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return when if cleared == 1 else None

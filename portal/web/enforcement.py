@@ -22,6 +22,8 @@ from . import policy
 from .htmx import redirect_to
 
 BANNER_HIDDEN = "tfa_banner_hidden"
+# Set at the first sign-in after an operator's reset: the set-up page says so once.
+RESET_NOTICE = "tfa_reset_notice"
 # What a member who must set up 2FA first may still reach.
 OPEN_WHILE_ENROLLING = {
     "static",

@@ -110,11 +110,11 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "settings.contact_send": (ActionForm,),
     "settings.profile": (ProfileForm,),
     "settings.profile_confirm": (ContactConfirmForm,),
+    "settings.profile_resend": (ContactKindForm,),
+    "settings.profile_cancel": (ContactKindForm,),
     "settings.password": (PasswordChangeForm,),
     "settings.password_strength": (PasswordStrengthForm,),  # judges, stores nothing
     "settings.end_other_sessions": (ActionForm,),
-    "settings.profile_resend": (ContactKindForm,),
-    "settings.profile_cancel": (ContactKindForm,),
     "settings.hide_banner": (ActionForm,),  # a session flag only
     "settings.forget_device": (ActionForm,),  # remembered devices: not compared
     "settings.forget_all_devices": (ActionForm,),
