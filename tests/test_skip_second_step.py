@@ -365,3 +365,15 @@ def test_a_terminal_needs_a_name(app, admin_client):
     response = admin_client.post("/admin/policy/terminal", data={"label": "  "})
     assert response.status_code == 400 and "端末の名前を入力してください。" in response.text
     assert admin_client.get_cookie("portal_terminal") is None
+
+
+def test_forgetting_a_device_id_beyond_any_database_integer_is_harmless(
+    app, client, member_with_totp
+):
+    """Found by the fuzzer: /settings/2fa/devices/9223372036854775808/forget was a 500."""
+    _, totp_obj, _ = member_with_totp
+    remember_this_browser(client, totp_obj)
+    for device_id in (2**63, 10**30):
+        response = client.post(f"/settings/2fa/devices/{device_id}/forget")
+        assert response.status_code == 302 and response.location.endswith("#section-devices")
+    assert len(remembered(app)) == 1

@@ -96,6 +96,8 @@ def listed(member: Member, now: datetime) -> list[RememberedDevice]:
 
 def forget(member: Member, device_id: int | None = None) -> int:
     """Forget one of the member's devices, or all of them; returns how many."""
+    if device_id is not None and not 0 < device_id < 2**63:
+        return 0  # no row has such an id (and the database cannot even take it)
     stmt = delete(RememberedDevice).where(RememberedDevice.member_id == member.id)
     if device_id is not None:
         stmt = stmt.where(RememberedDevice.id == device_id)
