@@ -496,6 +496,7 @@ def test_an_operator_post_without_javascript_is_a_page(app, admin_client, member
     page = admin_client.post("/admin/members/alice/password-reset")
     assert page.status_code == 200 and "<html" in page.text
     assert "パスワード再設定のリンクを送信しました" in page.text
+    assert '<a class="button primary" href="/admin/members/alice"' in page.text  # 完了
 
 
 def test_no_link_for_a_member_without_an_address(app, admin_client, member):

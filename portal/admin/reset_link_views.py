@@ -33,6 +33,7 @@ def _member_or_404(login_id: str) -> Member:
 def member_password_reset(login_id: str) -> ResponseReturnValue:
     m = _member_or_404(login_id)
     here = url_for("admin.member_password_reset", login_id=m.login_id)
+    back = url_for("admin.member_detail", login_id=m.login_id)
     if not m.email:
         # Nothing is issued, mailed or audited: there is nowhere to send the link.
         return done(
@@ -41,6 +42,7 @@ def member_password_reset(login_id: str) -> ResponseReturnValue:
                 "このメンバーにはメールアドレスが登録されていないため、"
                 "パスワード再設定のリンクを送れません。"
             ),
+            close_url=back,
         )
     if stale_operator():
         return ask_for_second_step(here)
@@ -59,6 +61,7 @@ def member_password_reset(login_id: str) -> ResponseReturnValue:
             return done(
                 str(TITLE),
                 _("メールを送信できませんでした。しばらくしてからもう一度お試しください。"),
+                close_url=back,
             )
         return done(
             str(TITLE),
@@ -70,5 +73,6 @@ def member_password_reset(login_id: str) -> ResponseReturnValue:
                 email=notify.mask_email(m.email),
                 n=MINUTES,
             ),
+            close_url=back,
         )
     return dialog("admin/_password_reset.html", form=form, action=here, m=m, minutes=MINUTES)
