@@ -28,6 +28,7 @@ EVENTS = {
     "signin.blocked": _l("二段階認証の停止（管理者の解除待ち）"),
     "admin.unlock_2fa": _l("管理者による二段階認証のロック解除"),
     "signin.throttled": _l("ログイン試行の制限"),
+    "signin.mailbox_only": _l("ログインの拒否（メール再設定後、メール以外の二段階認証なし）"),
     "request.throttled": _l("操作回数の制限"),
     "signout": _l("ログアウト"),
     "sessions.ended_others": _l("ほかの端末からのサインアウト"),

@@ -83,6 +83,9 @@ class Member(db.Model):
     # Set when an operator resets the second step; the next sign-in says so on screen
     # (not only by mail) and is cleared once shown.
     tfa_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the password was last set through a mailed link. Until a second step is
+    # passed after it, a code to that same mailbox does not count as the second step.
+    password_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -113,8 +113,32 @@ def use(token_hash: str, now: datetime) -> Member | None:
     if spent != 1:
         db.session.rollback()
         return None
-    db.session.commit()
     reset = db.session.scalars(
         db.select(PasswordReset).where(PasswordReset.token_hash == token_hash)
     ).one()
+    db.session.execute(
+        update(Member).where(Member.id == reset.member_id).values(password_reset_at=now)
+    )
+    db.session.commit()
     return member_of(reset)
+
+
+def void(member: Member) -> None:
+    """Every unused link of the member dies, e.g. when the email address changes: a link
+    mailed to the old address must not outlive it."""
+    db.session.execute(
+        delete(PasswordReset).where(
+            PasswordReset.member_id == member.id, PasswordReset.used_at.is_(None)
+        )
+    )
+    db.session.commit()
+
+
+def mailbox_only(member: Member) -> bool:
+    """Whether the password was set through a mailed link and no second step has been
+    passed since. Then a code by email would let one mailbox past both steps, so email
+    does not count as the second step until another method or a recovery code has."""
+    reset_at = member.password_reset_at
+    if reset_at is None:
+        return False
+    return member.last_second_step_at is None or member.last_second_step_at < reset_at

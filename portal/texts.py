@@ -12,6 +12,10 @@ from .twofactor import Refusal, SendRefused, Status
 
 WRONG_CODE = _l("認証コードが正しくありません。")
 TOO_MANY = _l("ログインの試行回数が多すぎます。しばらく待ってから再度お試しください。")
+MAILBOX_ONLY = _l(
+    "パスワードをメールで再設定したため、メールの認証コードではログインできません。"
+    "リカバリーコードも残っていないため、管理者に連絡してください。"
+)
 
 METHOD_NAMES = {
     "app": _l("認証アプリによる認証"),

@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import NOW, PASSWORD, enrol_app, get_member
+from conftest import NOW, PASSWORD, PHONE, enrol_app, get_member
 from mail_server import body_text
 
 from portal import members, password_reset
@@ -540,3 +540,109 @@ def test_the_access_log_never_holds_a_token():
     )
     for untouched in ("POST /login/reset HTTP/1.1", "/login/password-strength", "/login"):
         assert redact(untouched) == untouched
+
+
+# --- one mailbox must never pass both steps ----------------------------------------------
+
+
+def give_email_method(app, login_id: str = "alice") -> None:
+    from portal.models import ContactMethod
+
+    with app.app_context():
+        m = members.find(login_id)
+        db.session.add(ContactMethod(member_id=m.id, kind="email", created_at=NOW))
+        db.session.commit()
+
+
+def reset_by_mail(app, client) -> None:
+    open_link(client, issue(app))
+    assert set_new(client).location == "/login"
+
+
+@pytest.mark.wired
+def test_a_mailbox_alone_cannot_pass_both_steps(app, client, member, smtp_server):
+    """The attack: someone who holds only the mailbox resets the password by mail, then
+    asks for the second step by mail too. Email is held back until another second step
+    is passed; with email alone and recovery codes, a recovery code is asked."""
+    give_email_method(app)
+    with app.app_context():
+        from portal.twofactor import recovery
+
+        codes = recovery.issue(members.find("alice"), NOW)
+    reset_by_mail(app, client)
+    before = len(smtp_server.messages)
+    login = client.post("/login", data={"login_id": "alice", "password": NEW_PASSWORD})
+    assert login.location == "/login/recovery"
+    page = client.get("/login/recovery").text
+    assert "今回のログインではメールの認証コードを使えません" in page
+    assert "メールで届いた認証コードを使う" not in page
+    # No sign-in code was mailed, and choosing email is ignored.
+    client.post("/login/method", data={"method": "email"})
+    assert client.get("/login/verify").location == "/login/recovery"
+    assert all("ログイン用の認証コード" not in m["Subject"] for m in smtp_server.messages[before:])
+    assert client.get("/").location.startswith("/login")
+    # A recovery code passes; after that, email counts again.
+    assert client.post("/login/recovery", data={"recovery_code": codes[0]}).location == "/"
+    client.post("/logout")
+    again = app.test_client()
+    login = again.post("/login", data={"login_id": "alice", "password": NEW_PASSWORD})
+    assert login.location == "/login/verify"
+    assert "a***@example.com" in again.get("/login/verify").text
+
+
+def test_email_alone_without_recovery_codes_is_refused_not_let_in(app, client, member):
+    give_email_method(app)
+    reset_by_mail(app, client)
+    login = client.post("/login", data={"login_id": "alice", "password": NEW_PASSWORD})
+    assert login.status_code == 200
+    assert "管理者に連絡してください" in login.text
+    assert client.get("/").location.startswith("/login")
+    assert [e.subject_label for e in audit_rows(app, "signin.mailbox_only")] == ["alice"]
+
+
+def test_with_an_app_too_the_app_is_asked_and_email_is_not_offered(app, client, member_with_totp):
+    _, totp_obj, _ = member_with_totp
+    give_email_method(app)
+    with app.app_context():
+        members.find("alice").preferred_method = "email"
+        db.session.commit()
+    reset_by_mail(app, client)
+    login = client.post("/login", data={"login_id": "alice", "password": NEW_PASSWORD})
+    assert login.location == "/login/verify"
+    page = client.get("/login/verify").text
+    assert "認証アプリ（Google Authenticator など）" in page
+    assert "メールでコードを受け取る" not in page
+    assert "ほかの方法かリカバリーコードで認証してください" in page
+    assert client.post("/login/verify", data={"code": totp_obj.now()}).location == "/"
+
+
+def test_the_hold_ends_with_the_next_second_step(app, ctx, member):
+    m = get_member(member)
+    assert not password_reset.mailbox_only(m)
+    token = password_reset.issue(m, NOW)
+    reset = password_reset.find(token, NOW)
+    password_reset.use(reset.token_hash, NOW + timedelta(minutes=1))
+    m = get_member(member)
+    assert m.password_reset_at == NOW + timedelta(minutes=1)
+    assert password_reset.mailbox_only(m)
+    m.last_second_step_at = NOW  # a second step before the reset does not count
+    assert password_reset.mailbox_only(m)
+    m.last_second_step_at = NOW + timedelta(minutes=1)
+    assert not password_reset.mailbox_only(m)
+
+
+@pytest.mark.wired
+def test_an_email_change_voids_links_sent_to_the_old_address(app, client, member, smtp_server):
+    token = issue(app)
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    client.post(
+        "/settings/profile",
+        data={"email": "new@example.org", "phone": PHONE, "current_password": PASSWORD},
+    )
+    mail = smtp_server.wait_for(1)[-1]
+    assert "連絡先変更の確認コード" in mail["Subject"]
+    code = re.search(r"(\d{6})", body_text(mail)).group(1)
+    client.post("/settings/profile/confirm", data={"kind": "email", "code": code})
+    with app.app_context():
+        assert members.find("alice").email == "new@example.org"
+    assert INVALID in open_link(app.test_client(), token).text

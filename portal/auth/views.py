@@ -12,9 +12,20 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from .. import audit, members, notices, notify, sessions, throttle, twofactor, useragent
+from .. import (
+    audit,
+    members,
+    notices,
+    notify,
+    password_reset,
+    sessions,
+    throttle,
+    twofactor,
+    useragent,
+)
 from ..models import Member
 from ..texts import (
+    MAILBOX_ONLY,
     METHOD_SHORT,
     TOO_MANY,
     WRONG_CODE,
@@ -131,8 +142,23 @@ def _audit_sign_in(member: Member, method: str | None) -> None:
 
 def _after_password(member: Member, next_url: str | None):
     """The password was right: the second step, or a sign-in the policy lets skip it."""
-    method = twofactor.preferred_method(member, policy.offered())
+    offered = _offered(member)
+    method = twofactor.preferred_method(member, offered)
     if method is None:
+        if offered != policy.offered() and twofactor.enabled_methods(member):
+            # Email was the only method and the password was just reset by mail: one
+            # mailbox must never pass both steps. A recovery code, else an operator.
+            if not recovery.remaining(member):
+                audit.record_request("signin.mailbox_only", subject=member)
+                return render(
+                    "auth/login.html",
+                    "auth/_login_form.html",
+                    form=LoginForm(formdata=None),
+                    error=MAILBOX_ONLY,
+                    next=next_url,
+                )
+            sessions.begin_pending(member, next_url, "recovery")
+            return redirect_to(url_for("auth.recovery_login"))
         if twofactor.enabled_methods(member) and recovery.remaining(member):
             # The operator withdrew every method this member had: a recovery code is
             # the second step now (never the password alone), then set up another.
@@ -146,6 +172,15 @@ def _after_password(member: Member, next_url: str | None):
         # Sent by this POST, never by a GET: reloading the code page sends nothing.
         _send_code(member, method)
     return redirect_to(url_for("auth.verify"))
+
+
+def _offered(member: Member) -> tuple[str, ...]:
+    """The methods this sign-in may use: the policy's, less email right after the
+    password was reset through a mailed link (until another second step is passed)."""
+    offered = policy.offered()
+    if "email" in offered and password_reset.mailbox_only(member):
+        return tuple(kind for kind in offered if kind != "email")
+    return offered
 
 
 def _skip_reason(member: Member) -> str | None:
@@ -236,9 +271,13 @@ def _verify_context(state: sessions.Pending) -> dict:
         if method in CONTACT_METHODS
         else 0,
         "others": [
-            m for m in twofactor.usable_methods(state.member, policy.offered()) if m != method
+            m for m in twofactor.usable_methods(state.member, _offered(state.member)) if m != method
         ],
         "method_short": METHOD_SHORT,
+        # Email held back after a mailed password reset: the page says why.
+        "mailbox_only": "email" in twofactor.enabled_methods(state.member)
+        and "email" not in _offered(state.member)
+        and "email" in policy.offered(),
         "offer_remember": offers_remembering(state.member),
     }
 
@@ -294,9 +333,9 @@ def _second_step(
 @bp.route("/login/verify", methods=["GET", "POST"])
 def verify() -> ResponseReturnValue:
     state = sessions.pending()
-    if state is not None and state.method not in policy.offered():
+    if state is not None and state.method not in _offered(state.member):
         # The policy withdrew this method (or the member has only recovery codes left).
-        method = twofactor.preferred_method(state.member, policy.offered())
+        method = twofactor.preferred_method(state.member, _offered(state.member))
         if method is None:
             return redirect_to(url_for("auth.recovery_login"))
         sessions.set_pending_method(method)
@@ -351,7 +390,7 @@ def choose_method() -> ResponseReturnValue:
     form = MethodForm()
     if form.is_submitted() and (wait := throttle.per_address("PORTAL_LIMIT_RESEND", "resend")):
         return _code_page(state, wait, send_error=str(TOO_MANY))
-    usable = twofactor.usable_methods(state.member, policy.offered())
+    usable = twofactor.usable_methods(state.member, _offered(state.member))
     if form.validate_on_submit() and form.method.data in usable:
         sessions.set_pending_method(form.method.data)
         if form.method.data in CONTACT_METHODS:

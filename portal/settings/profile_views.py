@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from .. import audit, members, messages, notices, sessions, throttle, twofactor
+from .. import audit, members, messages, notices, password_reset, sessions, throttle, twofactor
 from ..extensions import db
 from ..texts import TOO_MANY, code_status_message, refusal_message, resend_wait_message
 from ..twofactor import SendRefused, Status, otp_codes
@@ -106,6 +106,8 @@ def _apply(m, kind: str, value: str) -> None:
     if kind in twofactor.enabled_methods(m):
         otp_codes.discard(m, f"signin:{kind}", f"setup:{kind}")
         sessions.end_other_sessions(m)
+    if kind == "email":
+        password_reset.void(m)
     if kind == "email" and old:
         notices.send(
             m,
