@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, update
 
+from . import twofactor
 from .extensions import db
 from .models import Member, PasswordReset
 from .twofactor.crypto import code_hasher
@@ -116,9 +117,12 @@ def use(token_hash: str, now: datetime) -> Member | None:
     reset = db.session.scalars(
         db.select(PasswordReset).where(PasswordReset.token_hash == token_hash)
     ).one()
-    db.session.execute(
-        update(Member).where(Member.id == reset.member_id).values(password_reset_at=now)
-    )
+    if twofactor.enabled_methods(member_of(reset)):
+        # Until another second step is passed, email does not count as one (one
+        # mailbox must never pass both steps): see twofactor.mailbox_only.
+        db.session.execute(
+            update(Member).where(Member.id == reset.member_id).values(password_reset_at=now)
+        )
     db.session.commit()
     return member_of(reset)
 
@@ -132,13 +136,3 @@ def void(member: Member) -> None:
         )
     )
     db.session.commit()
-
-
-def mailbox_only(member: Member) -> bool:
-    """Whether the password was set through a mailed link and no second step has been
-    passed since. Then a code by email would let one mailbox past both steps, so email
-    does not count as the second step until another method or a recovery code has."""
-    reset_at = member.password_reset_at
-    if reset_at is None:
-        return False
-    return member.last_second_step_at is None or member.last_second_step_at < reset_at

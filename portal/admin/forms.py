@@ -40,7 +40,11 @@ def _order_text(value: str | None) -> str | None:
 def _menu_order(form: PortalForm, field: StringField) -> None:
     """Blank means 0; otherwise a whole number 0–999."""
     text = field.data if isinstance(field.data, str) else str(field.data or "")
-    if text and not (text.isascii() and text.isdigit() and int(text) <= pages.MAX_MENU_ORDER):
+    # The length first: int() of thousands of digits raises (Python's digit limit).
+    fits = len(text) <= len(str(pages.MAX_MENU_ORDER))
+    if text and not (
+        fits and text.isascii() and text.isdigit() and int(text) <= pages.MAX_MENU_ORDER
+    ):
         raise ValidationError(_l("表示順は0〜999の数字で入力してください。"))
 
 

@@ -1,20 +1,27 @@
 """パスワードをお忘れの方: ask for a link by login ID or email, open it, set a new password.
 
 The answer to a request is the same page whether or not the ID or address names a
-member, and the mail leaves only after the answer was sent, so neither the text nor the
-time it takes tells who is registered. The link's token appears in one request only:
-that GET keeps the link's hash in the session and redirects to ``/login/reset``, and
-every page of the flow sends ``Referrer-Policy: no-referrer``. The reset changes the
-password and nothing else: the member is not signed in, and the next sign-in still asks
-for the second step.
+member, and the lookup, the link and the mail happen after the answer on a background
+thread, so neither the text nor the time it takes tells who is registered. The link's
+token appears in one request only: that GET keeps the link's hash in the session and
+redirects to ``/login/reset``, and every page of the flow sends
+``Referrer-Policy: no-referrer``. The reset changes the password and nothing else: the
+member is not signed in, and the next sign-in still asks for the second step.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
-from flask import Response, current_app, flash, make_response, redirect, render_template, session
+from flask import (
+    Response,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+)
 from flask import url_for as url
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -24,6 +31,7 @@ from .. import audit, members, messages, notices, notify, password_reset, sessio
 from ..models import PasswordReset
 from ..texts import TOO_MANY
 from ..twofactor import otp_codes
+from ..web import background
 from ..web.password_meter import render_meter
 from . import bp
 from .forms import ForgotForm, NewPasswordForm
@@ -39,25 +47,32 @@ def _no_referrer(response: Response) -> Response:
     return response
 
 
-def _after_response(response: Response, send: Callable[[], None]) -> None:
-    """Run ``send`` once the answer has gone out: the mail costs the same time for a
-    known and an unknown ID, because the visitor never waits for it."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def run() -> None:
-        with app.app_context():
-            send()
-
-    response.call_on_close(run)
-
-
-def _mail_later(response: Response, to: str, subject: str, text: str) -> None:
-    def send() -> None:
-        # A failure is logged (masked) by notify; the answer on screen is the same anyway.
+def _request_link(typed: str, ip: str, user_agent: str) -> None:
+    """Look the typed ID or address up, and mail a link to the one member it names.
+    Runs after the answer, off the request's thread (see portal/web/background.py)."""
+    named = password_reset.member_for(typed)
+    mailed = False
+    if named is not None and named.email:
+        token = password_reset.issue(named, sessions.now())
+        subject, text = messages.password_reset_link(named, token, MINUTES, by_operator=False)
+        # A failure is logged (masked) by notify; the answer on screen was the same anyway.
         with contextlib.suppress(notify.DeliveryError):
-            notify.send_email(to, subject, text)
+            notify.send_email(named.email, subject, text)
+            mailed = True
+    # What was typed is never recorded: only the member it names, if any.
+    audit.record(
+        "password.reset_requested",
+        subject=named,
+        actor=named,
+        ip=ip,
+        user_agent=user_agent,
+        via="email" if "@" in typed else "login_id",
+        mailed=mailed,
+    )
 
-    _after_response(response, send)
+
+def _request_details() -> tuple[str, str]:
+    return request.remote_addr or "", request.user_agent.string or ""
 
 
 def _forgot_throttle(key: str) -> tuple[int, tuple[str, ...]] | None:
@@ -78,39 +93,25 @@ def forgot() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url("settings.password"))
     form = ForgotForm()
-    error, wait, sent, mail = None, None, False, None
+    error, wait, sent = None, None, False
     if form.validate_on_submit():
         typed = form.login_id.data or ""
         key = typed.strip().lower()
-        named = password_reset.member_for(typed)
         refused = _forgot_throttle(key)
         if refused is not None:
             wait, bucket = refused
             error = TOO_MANY
             if throttle.first_refusal(*bucket):
-                audit.record_request("request.throttled", subject=named, bucket=bucket[0])
+                audit.record_request("request.throttled", bucket=bucket[0])
         else:
             throttle.record("PORTAL_LIMIT_RESET_ACCOUNT", "reset-account", key)
-            if named is not None and named.email:
-                token = password_reset.issue(named, sessions.now())
-                subject, text = messages.password_reset_link(
-                    named, token, MINUTES, by_operator=False
-                )
-                mail = (named.email, subject, text)
-            # What was typed is never recorded: only the member it names, if any.
-            audit.record_request(
-                "password.reset_requested",
-                subject=named,
-                via="email" if "@" in typed else "login_id",
-                mailed=mail is not None,
-            )
+            # Nothing is looked up before the answer: its time tells no one who exists.
+            background.run_later(_request_link, typed, *_request_details())
             sent = True
     response = make_response(
         render_template("auth/forgot.html", form=form, error=error, sent=sent, minutes=MINUTES),
         429 if wait else 200,
     )
-    if mail is not None:
-        _mail_later(response, *mail)
     return throttle.too_many(response, wait) if wait else response
 
 

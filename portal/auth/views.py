@@ -17,7 +17,6 @@ from .. import (
     members,
     notices,
     notify,
-    password_reset,
     sessions,
     throttle,
     twofactor,
@@ -142,23 +141,19 @@ def _audit_sign_in(member: Member, method: str | None) -> None:
 
 def _after_password(member: Member, next_url: str | None):
     """The password was right: the second step, or a sign-in the policy lets skip it."""
-    offered = _offered(member)
-    method = twofactor.preferred_method(member, offered)
+    method = twofactor.preferred_method(member, policy.offered())
     if method is None:
-        if offered != policy.offered() and twofactor.enabled_methods(member):
+        if twofactor.mailbox_only(member) and not recovery.remaining(member):
             # Email was the only method and the password was just reset by mail: one
-            # mailbox must never pass both steps. A recovery code, else an operator.
-            if not recovery.remaining(member):
-                audit.record_request("signin.mailbox_only", subject=member)
-                return render(
-                    "auth/login.html",
-                    "auth/_login_form.html",
-                    form=LoginForm(formdata=None),
-                    error=MAILBOX_ONLY,
-                    next=next_url,
-                )
-            sessions.begin_pending(member, next_url, "recovery")
-            return redirect_to(url_for("auth.recovery_login"))
+            # mailbox must never pass both steps. Without a recovery code, an operator.
+            audit.record_request("signin.mailbox_only", subject=member)
+            return render(
+                "auth/login.html",
+                "auth/_login_form.html",
+                form=LoginForm(formdata=None),
+                error=MAILBOX_ONLY,
+                next=next_url,
+            )
         if twofactor.enabled_methods(member) and recovery.remaining(member):
             # The operator withdrew every method this member had: a recovery code is
             # the second step now (never the password alone), then set up another.
@@ -174,19 +169,10 @@ def _after_password(member: Member, next_url: str | None):
     return redirect_to(url_for("auth.verify"))
 
 
-def _offered(member: Member) -> tuple[str, ...]:
-    """The methods this sign-in may use: the policy's, less email right after the
-    password was reset through a mailed link (until another second step is passed)."""
-    offered = policy.offered()
-    if "email" in offered and password_reset.mailbox_only(member):
-        return tuple(kind for kind in offered if kind != "email")
-    return offered
-
-
 def _skip_reason(member: Member) -> str | None:
     """Why the policy lets this sign-in skip the second step ("network", "terminal",
     "device"), or None. Never for operators; an "always" network asks everyone."""
-    if not policy.spares_second_step(member):
+    if not policy.spares_second_step(member) or twofactor.mailbox_only(member):
         return None
     now, rules = sessions.now(), policy.current()
     mode = policy.network_mode()
@@ -271,12 +257,12 @@ def _verify_context(state: sessions.Pending) -> dict:
         if method in CONTACT_METHODS
         else 0,
         "others": [
-            m for m in twofactor.usable_methods(state.member, _offered(state.member)) if m != method
+            m for m in twofactor.usable_methods(state.member, policy.offered()) if m != method
         ],
         "method_short": METHOD_SHORT,
         # Email held back after a mailed password reset: the page says why.
         "mailbox_only": "email" in twofactor.enabled_methods(state.member)
-        and "email" not in _offered(state.member)
+        and twofactor.mailbox_only(state.member)
         and "email" in policy.offered(),
         "offer_remember": offers_remembering(state.member),
     }
@@ -333,9 +319,11 @@ def _second_step(
 @bp.route("/login/verify", methods=["GET", "POST"])
 def verify() -> ResponseReturnValue:
     state = sessions.pending()
-    if state is not None and state.method not in _offered(state.member):
+    if state is not None and state.method not in twofactor.usable_methods(
+        state.member, policy.offered()
+    ):
         # The policy withdrew this method (or the member has only recovery codes left).
-        method = twofactor.preferred_method(state.member, _offered(state.member))
+        method = twofactor.preferred_method(state.member, policy.offered())
         if method is None:
             return redirect_to(url_for("auth.recovery_login"))
         sessions.set_pending_method(method)
@@ -390,7 +378,7 @@ def choose_method() -> ResponseReturnValue:
     form = MethodForm()
     if form.is_submitted() and (wait := throttle.per_address("PORTAL_LIMIT_RESEND", "resend")):
         return _code_page(state, wait, send_error=str(TOO_MANY))
-    usable = twofactor.usable_methods(state.member, _offered(state.member))
+    usable = twofactor.usable_methods(state.member, policy.offered())
     if form.validate_on_submit() and form.method.data in usable:
         sessions.set_pending_method(form.method.data)
         if form.method.data in CONTACT_METHODS:

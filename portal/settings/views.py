@@ -178,7 +178,7 @@ def reauth_send() -> ResponseReturnValue:
     if (
         not form.validate_on_submit()
         or kind not in CONTACT_METHODS
-        or kind not in twofactor.enabled_methods(m)
+        or kind not in twofactor.usable_methods(m, policy.offered())
     ):
         return reauth_dialog(next_url)
     code_form = ReauthCodeForm(formdata=None, method=kind)

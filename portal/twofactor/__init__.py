@@ -103,8 +103,21 @@ def has_two_factor(member: Member) -> bool:
 
 
 def usable_methods(member: Member, offered: tuple[str, ...] = METHODS) -> list[str]:
-    """The member's methods that the operator's policy still offers."""
-    return [kind for kind in enabled_methods(member) if kind in offered]
+    """The member's methods that the operator's policy still offers, less email while
+    the password was just reset by mail (:func:`mailbox_only`)."""
+    held = ("email",) if mailbox_only(member) else ()
+    return [kind for kind in enabled_methods(member) if kind in offered and kind not in held]
+
+
+def mailbox_only(member: Member) -> bool:
+    """Whether the password was set through a mailed link and no second step has been
+    passed since. Then a code by email would let one mailbox past both steps (and any
+    skip would let it past the second), so until another method or a recovery code
+    has been passed, email does not count and no sign-in skips the second step."""
+    reset_at = member.password_reset_at
+    if reset_at is None:
+        return False
+    return member.last_second_step_at is None or member.last_second_step_at < reset_at
 
 
 def preferred_method(member: Member, offered: tuple[str, ...] = METHODS) -> str | None:
@@ -194,6 +207,8 @@ def verify_any(
     if recovery.canonical(code) is not None:
         return verify_recovery_code(member, code, now)
     if method in CONTACT_METHODS:
+        if method not in usable_methods(member):
+            return _attempt(member, now, lambda: False)  # e.g. email right after a reset
         purpose = f"signin:{method}"
         return _attempt(
             member, now, lambda: otp_codes.check(member, purpose, code, now)[0] is Status.OK
@@ -335,6 +350,8 @@ def reset_all(member: Member, *, now: datetime | None = None, commit: bool = Tru
             session_generation=Member.session_generation + 1,
             preferred_method=None,
             tfa_reset_at=now or datetime.now(UTC),
+            # Nothing left to hold email back from; a method set up anew starts clean.
+            password_reset_at=None,
             **lockout.CLEARED,
         )
     )

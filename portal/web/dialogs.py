@@ -9,6 +9,7 @@ from flask_login import current_user
 from .. import twofactor
 from ..models import Member
 from ..twofactor import CONTACT_METHODS
+from . import policy
 from .forms import ReauthCodeForm, ReauthPasswordForm
 from .htmx import render
 
@@ -35,7 +36,7 @@ def reauth_dialog(next_url: str, **context) -> Response:
         form = context.pop("form", None) or ReauthCodeForm()
     else:
         form = context.pop("form", None) or ReauthPasswordForm()
-    methods = twofactor.enabled_methods(m)
+    methods = twofactor.usable_methods(m, policy.offered())
     return dialog(
         "settings/_reauth.html",
         context.pop("status", 200),
