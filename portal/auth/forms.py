@@ -5,6 +5,7 @@ from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ..web.forms import CODE_ATTRS, PortalForm
+from ..web.forms import NewPasswordForm as NewPasswordFields
 
 
 class LoginForm(PortalForm):
@@ -54,17 +55,5 @@ class ForgotForm(PortalForm):
     )
 
 
-class NewPasswordForm(PortalForm):
-    """The new password from a reset link; the rules are checked in the view, like the
-    password change, so every field error shows at once."""
-
-    new_password = PasswordField(
-        _l("新しいパスワード（12文字以上）"),
-        validators=[Length(max=4096)],
-        render_kw={"autocomplete": "new-password"},
-    )
-    new_password_confirm = PasswordField(
-        _l("新しいパスワード（確認）"),
-        validators=[Length(max=4096)],
-        render_kw={"autocomplete": "new-password"},
-    )
+class NewPasswordForm(NewPasswordFields):
+    """The new password from a reset link."""

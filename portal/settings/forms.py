@@ -2,7 +2,7 @@ from flask_babel import lazy_gettext as _l
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import Length
 
-from ..web.forms import CODE_ATTRS, PortalForm
+from ..web.forms import CODE_ATTRS, NewPasswordForm, PortalForm
 
 
 class CodeForm(PortalForm):
@@ -39,21 +39,11 @@ class ContactKindForm(PortalForm):
     kind = HiddenField(validators=[Length(max=8)])
 
 
-class PasswordChangeForm(PortalForm):
+class PasswordChangeForm(NewPasswordForm):
     current_password = PasswordField(
         _l("現在のパスワード"),
         validators=[Length(max=4096)],
         render_kw={"autocomplete": "current-password"},
-    )
-    new_password = PasswordField(
-        _l("新しいパスワード（12文字以上）"),
-        validators=[Length(max=4096)],
-        render_kw={"autocomplete": "new-password"},
-    )
-    new_password_confirm = PasswordField(
-        _l("新しいパスワード（確認）"),
-        validators=[Length(max=4096)],
-        render_kw={"autocomplete": "new-password"},
     )
 
 

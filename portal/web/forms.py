@@ -71,3 +71,20 @@ class ReauthPasswordForm(PortalForm):
         validators=[Length(max=4096)],
         render_kw={"autocomplete": "current-password"},
     )
+
+
+class NewPasswordForm(PortalForm):
+    """A new password and its confirmation (the password change and the reset link).
+    The rules are checked by the view with members.new_password_errors, so every
+    field error shows at once."""
+
+    new_password = PasswordField(
+        _l("新しいパスワード（12文字以上）"),
+        validators=[Length(max=4096)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    new_password_confirm = PasswordField(
+        _l("新しいパスワード（確認）"),
+        validators=[Length(max=4096)],
+        render_kw={"autocomplete": "new-password"},
+    )
