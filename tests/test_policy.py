@@ -66,6 +66,10 @@ def test_defaults_of_a_new_install(ctx):
         ("grace_days", "-1", "0〜365"),
         ("grace_days", "７", "0〜365"),
         ("remember_days", "0", "1〜365"),
+        # Found by the V5 fuzzer: int() of 10,000 digits raised (a 500), not an error.
+        ("remember_days", "0" * 10_000, "1〜365"),
+        ("grace_days", "9" * 10_000, "0〜365"),
+        ("grace_days", "1000", "0〜365"),
         ("allow_remember_device", "maybe", "yes か no"),
         ("trusted_networks", "10.0.0.0/33 skip", "IPアドレスの範囲として正しくありません"),
         ("trusted_networks", "10.0.0.0/8 skip", "skip に指定できる範囲"),
@@ -84,6 +88,14 @@ def test_defaults_of_a_new_install(ctx):
 def test_bad_values_are_field_errors(ctx, field, value, message):
     _clean, errors = rules.validate(valid(**{field: value}), path_exists=exists)
     assert message in errors[field]
+
+
+@pytest.mark.parametrize(
+    ("raw", "days"), [("030", 30), ("0000000365", 365), ("0", 0), ("0" * 10_000, 0)]
+)
+def test_leading_zeros_are_still_days(ctx, raw, days):
+    clean, errors = rules.validate(valid(grace_days=raw), path_exists=exists)
+    assert not errors and clean["grace_days"] == days
 
 
 def test_good_values_are_normalised(ctx):

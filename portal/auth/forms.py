@@ -5,7 +5,6 @@ from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ..web.forms import CODE_ATTRS, PortalForm
-from ..web.forms import NewPasswordForm as NewPasswordFields
 
 
 class LoginForm(PortalForm):
@@ -53,7 +52,3 @@ class ForgotForm(PortalForm):
         ],
         render_kw={"autocomplete": "username", "autocapitalize": "off", "spellcheck": "false"},
     )
-
-
-class NewPasswordForm(NewPasswordFields):
-    """The new password from a reset link."""

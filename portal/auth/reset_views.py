@@ -32,9 +32,10 @@ from ..models import PasswordReset
 from ..texts import TOO_MANY
 from ..twofactor import otp_codes
 from ..web import background
+from ..web.forms import NewPasswordForm
 from ..web.password_meter import render_meter
 from . import bp
-from .forms import ForgotForm, NewPasswordForm
+from .forms import ForgotForm
 
 # The session key holding the hash of the link this browser opened (never the token).
 RESET_KEY = "password_reset"

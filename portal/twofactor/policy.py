@@ -152,10 +152,16 @@ def values(row: Policy) -> dict[str, str]:
 
 def _days(raw: str, low: int, high: int, errors: dict, field: str) -> int | None:
     text = raw.strip()
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+    # The length first: int() refuses thousands of digits (Python's digit limit).
+    digits = text.lstrip("0") or "0"
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(digits) > len(str(high))
+        or not low <= int(digits) <= high
+    ):
         errors[field] = f"{low}〜{high}の整数で入力してください。"
         return None
-    return int(text)
+    return int(digits)
 
 
 def _bool(raw: str) -> bool | None:

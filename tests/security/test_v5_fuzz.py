@@ -59,7 +59,7 @@ from wtforms.fields.core import UnboundField
 from portal import create_app, members, pages
 from portal.admin.forms import DeletePageForm, PageForm, PolicyForm, TerminalForm
 from portal.auth.forms import CodeForm as SignInCodeForm
-from portal.auth.forms import ForgotForm, LoginForm, NewPasswordForm, RecoveryForm
+from portal.auth.forms import ForgotForm, LoginForm, RecoveryForm
 from portal.extensions import db
 from portal.models import ContactMethod, Member, MemberPage, RecoveryCode, TotpCredential
 from portal.settings.forms import CodeForm as SettingsCodeForm
@@ -75,6 +75,7 @@ from portal.web.forms import (
     ActionForm,
     ConfirmForm,
     MethodForm,
+    NewPasswordForm,
     PortalForm,
     ReauthCodeForm,
     ReauthPasswordForm,
