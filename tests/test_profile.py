@@ -350,3 +350,13 @@ def test_the_password_page_shows_every_error_at_once(app, client, member, smtp_s
     assert 'value="short"' not in html and 'value="different"' not in html
     with app.app_context():
         assert members.authenticate("alice", PASSWORD) is not None
+
+
+def test_a_second_change_within_the_minute_says_it_was_not_taken(app, client, member, smtp_server):
+    sign_in(client)
+    post_profile(client, email="first@example.org", current_password=PASSWORD)
+    again = post_profile(client, email="second@example.org", current_password=PASSWORD)
+    page = client.get(again.location).text
+    assert re.search(r"あと(60|59)秒待ってから、もう一度保存してください。", page)
+    assert "first@example.org に送信した確認コード" in page  # the pending change stays
+    assert len(mails_with(smtp_server, "連絡先変更の確認コード")) == 1

@@ -61,13 +61,26 @@ def _pending_changes(m) -> list[dict]:
     return found
 
 
-def _send_change_code(m, kind: str, target: str) -> bool:
+def _send_change_code(m, kind: str, target: str, *, resend: bool = False) -> bool:
     """Send the code that proves the new address; a refusal becomes a flash."""
     try:
         otp_codes.send(m, f"change:{kind}", kind, target, sessions.now(), messages.change_code)
     except SendRefused as refused:
         message = refusal_message(refused, kind)
-        flash(message or resend_wait_message(refused.seconds), "error" if message else "info")
+        if message is not None:
+            flash(message, "error")
+        elif resend:
+            flash(resend_wait_message(refused.seconds), "info")
+        else:
+            # A second change within the minute: the new address was not taken.
+            flash(
+                _(
+                    "確認コードは60秒に1回まで送信できます。"
+                    "あと%(seconds)d秒待ってから、もう一度保存してください。",
+                    seconds=refused.seconds,
+                ),
+                "error",
+            )
         return False
     return True
 
@@ -230,7 +243,7 @@ def profile_resend() -> ResponseReturnValue:
     pending = _pending_target(m, ContactKindForm())
     if pending is None:
         flash(_("確認待ちの変更はありません。"), "error")
-    elif _send_change_code(m, *pending):
+    elif _send_change_code(m, *pending, resend=True):
         kind, target = pending
         shown = target if kind == "email" else members.display_phone(target)
         flash(_("%(to)s に確認コードを再送しました。", to=shown))
