@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import OPERATOR_PASSWORD, PASSWORD, enrol_app
+from conftest import NOW, OPERATOR_PASSWORD, PASSWORD, enrol_app, get_member
 from test_policy import set_policy
 
 from portal import members, twofactor
 from portal.extensions import db
 from portal.models import AuditEvent, RememberedDevice, SharedTerminal
+from portal.twofactor import devices
 
 REMEMBER = "この端末では次回からコード入力をスキップする"
 
@@ -377,3 +379,102 @@ def test_forgetting_a_device_id_beyond_any_database_integer_is_harmless(
         response = client.post(f"/settings/2fa/devices/{device_id}/forget")
         assert response.status_code == 302 and response.location.endswith("#section-devices")
     assert len(remembered(app)) == 1
+
+
+# --- the domain: remembered devices and shared terminals ---------------------------------
+
+
+@pytest.fixture
+def two_members(ctx, member):
+    """Alice and Bob, created long before NOW."""
+    bob = members.create("bob", email="bob@example.com", password=PASSWORD)
+    return get_member(member), bob
+
+
+def test_remember_stores_the_device_as_given(two_members):
+    alice, _ = two_members
+    token, device = devices.remember(
+        alice, NOW, timedelta(days=30), label="L" * 100, ip="2001:db8::1" + "f" * 50
+    )
+    stored = db.session.get(RememberedDevice, device.id)
+    assert stored.member_id == alice.id
+    assert stored.label == "L" * 80 and stored.ip == ("2001:db8::1" + "f" * 50)[:45]
+    assert stored.created_at == stored.last_used_at == NOW
+    assert stored.expires_at == NOW + timedelta(days=30)
+    assert token not in stored.token_hash
+    # 32 random bytes, URL-safe base64 without padding: 43 characters.
+    assert len(token) == 43 and len(base64.urlsafe_b64decode(token + "=")) == 32
+
+
+def test_recognise_until_just_before_either_limit(two_members):
+    alice, _ = two_members
+    token, device = devices.remember(alice, NOW, timedelta(days=30), label="x", ip="192.0.2.1")
+    month, week = timedelta(days=30), timedelta(days=7)
+    last = NOW + month - timedelta(microseconds=1)
+    assert devices.recognise(alice, ["", token], last, month).id == device.id
+    assert db.session.get(RememberedDevice, device.id).last_used_at == last
+    assert devices.recognise(alice, [token], NOW + month, month) is None  # its own expiry
+    # The policy lengthened to 90 days: the device still ends at its own expiry.
+    assert devices.recognise(alice, [token], NOW + month, 3 * month) is None
+    # The policy shortened to 7 days: gone exactly 7 days after it was remembered.
+    assert devices.recognise(alice, [token], NOW + week - timedelta(microseconds=1), week)
+    assert devices.recognise(alice, [token], NOW + week, week) is None
+    assert devices.recognise(alice, [""], NOW, month) is None
+
+
+def test_owned_by_names_only_this_members_devices_among_the_tokens(two_members):
+    alice, bob = two_members
+    month = timedelta(days=30)
+    token_a, device_a = devices.remember(alice, NOW, month, label="a", ip="192.0.2.1")
+    _, device_a2 = devices.remember(alice, NOW, month, label="a2", ip="192.0.2.1")
+    token_b, device_b = devices.remember(bob, NOW, month, label="b", ip="192.0.2.1")
+    assert devices.owned_by(alice, [token_a, token_b]) == {device_a.id}
+    assert devices.owned_by(bob, [token_a, token_b]) == {device_b.id}
+    assert devices.owned_by(alice, [token_b]) == set()
+    assert devices.owned_by(alice, ["", ""]) == set()
+    assert device_a2.id not in devices.owned_by(alice, [token_a])
+
+
+def test_listed_are_the_members_unexpired_devices_last_used_first(two_members):
+    alice, bob = two_members
+    month = timedelta(days=30)
+    _, old = devices.remember(alice, NOW - timedelta(days=20), month, label="old", ip="")
+    _, new = devices.remember(alice, NOW - timedelta(days=10), month, label="new", ip="")
+    devices.remember(alice, NOW - month, month, label="ends now", ip="")
+    devices.remember(bob, NOW, month, label="bob's", ip="")
+    old.last_used_at = NOW - timedelta(hours=1)  # used after "new" was last used
+    db.session.commit()
+    assert [d.label for d in devices.listed(alice, NOW)] == ["old", "new"]
+    new.last_used_at = NOW
+    db.session.commit()
+    assert [d.label for d in devices.listed(alice, NOW)] == ["new", "old"]
+    assert [d.label for d in devices.listed(alice, NOW - timedelta(seconds=1))] == [
+        "new",
+        "old",
+        "ends now",
+    ]
+    assert [d.label for d in devices.listed(bob, NOW)] == ["bob's"]
+
+
+def test_a_marked_terminal_records_who_and_when(ctx):
+    token, marked = devices.mark_terminal("受付", "boss", NOW)
+    stored = db.session.get(SharedTerminal, marked.id)
+    assert (stored.label, stored.created_by, stored.created_at) == ("受付", "boss", NOW)
+    assert stored.last_used_at is None
+    assert devices.terminal(token).id == marked.id
+    assert devices.terminal(token, NOW + timedelta(days=1)).last_used_at == NOW + timedelta(days=1)
+    assert devices.terminals() == [stored]
+
+
+def test_terminal_by_id_up_to_the_largest_database_integer(ctx):
+    """Ids at or beyond 2**63 name no terminal (the database cannot even take them):
+    None, not an error; the largest id the database takes is still looked up."""
+    largest = SharedTerminal(id=2**63 - 1, token_hash="h1", label="奥", created_at=NOW)
+    small = SharedTerminal(id=5, token_hash="h2", label="受付", created_at=NOW)
+    db.session.add_all([largest, small])
+    db.session.commit()
+    assert devices.terminal_by_id(2**63 - 1).label == "奥"
+    assert devices.terminal_by_id(5).label == "受付"
+    assert devices.terminal_by_id(6) is None
+    for beyond in (2**63, 2**64, 10**30):
+        assert devices.terminal_by_id(beyond) is None
