@@ -267,7 +267,9 @@ def test_a_landing_page_that_does_not_exist_is_refused(ctx):
 # --- trusted networks -------------------------------------------------------------------
 
 FORMAT = "「192.0.2.0/24 skip」のように、アドレス範囲と skip または always を書いてください。"
-WIDTH = "skip に指定できる範囲は、IPv4は /16、IPv6は /48 より狭い範囲だけです。"
+WIDTH = (
+    "skip に指定できる範囲は、IPv4は /16、IPv6は /48 までです（それより広い範囲は指定できません）。"
+)
 
 
 def networks_error(raw: str) -> str | None:

@@ -195,7 +195,7 @@ def parse_networks(raw: str) -> tuple[list[Network], str | None]:
         if mode == "skip" and network.prefixlen < WIDEST_SKIP[network.version]:
             return [], (
                 f"{number}行目「{network}」: skip に指定できる範囲は、IPv4は /16、"
-                "IPv6は /48 より狭い範囲だけです。"
+                "IPv6は /48 までです（それより広い範囲は指定できません）。"
             )
         found.append(Network(network, mode))
     return found, None
