@@ -673,3 +673,42 @@ def test_a_refused_reset_leaves_no_notice(ctx):
     with pytest.raises(twofactor.NoSecondStep):
         twofactor.reset_all(bob, now=NOW)
     assert twofactor.take_reset_notice(bob) is None
+
+
+def hold_email(member: Member, at) -> None:
+    """What a password reset by mail leaves behind (password_reset.use)."""
+    member.password_reset_at = at
+    db.session.commit()
+
+
+def test_right_after_a_reset_by_mail_a_right_email_code_is_no_second_step(alice, inbox):
+    """One mailbox never passes both steps: while held, even the right emailed code is
+    refused for re-authentication, and email is not a usable method; SMS still is."""
+    enable_contact(alice, "email", inbox)
+    enable_contact(alice, "sms", inbox)
+    hold_email(alice, NOW + MINUTE)
+    assert twofactor.mailbox_only(alice)
+    assert twofactor.usable_methods(alice) == ["sms"]
+    assert twofactor.preferred_method(alice) == "sms"
+    code = signin_code(alice, "email", inbox, NOW + 2 * MINUTE)
+    assert not twofactor.verify_any(alice, code, NOW + 2 * MINUTE, "email").ok
+    # Another method passed afterwards ends the hold; then the email code counts again.
+    sms = signin_code(alice, "sms", inbox, NOW + 3 * MINUTE)
+    assert twofactor.verify_code(alice, sms, NOW + 3 * MINUTE, "sms").ok
+    assert not twofactor.mailbox_only(fresh(alice.id))
+    assert twofactor.usable_methods(alice) == ["email", "sms"]
+    again = signin_code(alice, "email", inbox, NOW + 5 * MINUTE)
+    assert twofactor.verify_any(alice, again, NOW + 5 * MINUTE, "email").ok
+
+
+def test_the_hold_needs_a_second_step_after_the_reset_not_at_it(alice, inbox):
+    enable_contact(alice, "email", inbox)
+    alice.last_second_step_at = NOW
+    hold_email(alice, NOW)
+    assert not twofactor.mailbox_only(alice)  # a step at that very instant counts
+    hold_email(alice, NOW + timedelta(seconds=1))
+    assert twofactor.mailbox_only(alice)
+    alice.last_second_step_at = None
+    assert twofactor.mailbox_only(alice)
+    alice.password_reset_at = None
+    assert not twofactor.mailbox_only(alice)
