@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from . import config as config_module
+from .access_log import RedactingFilter
 from .extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 
 
@@ -23,6 +24,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     config_module.finalise(app.config, app.instance_path)
+    # A crash on the password-reset link would log its token in the path.
+    app.logger.addFilter(RedactingFilter())
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))

@@ -9,6 +9,7 @@ it for ``make run`` and the test servers; a reverse proxy's own log needs the sa
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -28,3 +29,15 @@ class RedactingLogger(Logger):
     def atoms(self, resp: Any, req: Any, environ: dict, request_time: Any) -> dict:
         found = super().atoms(resp, req, environ, request_time)
         return {key: redact(v) if isinstance(v, str) else v for key, v in found.items()}
+
+
+class RedactingFilter(logging.Filter):
+    """The same for the application's own log: Flask logs an unhandled error as
+    ``Exception on /login/reset/<token> [GET]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True

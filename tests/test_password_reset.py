@@ -714,3 +714,17 @@ def test_an_email_change_voids_links_sent_to_the_old_address(app, client, member
     with app.app_context():
         assert members.find("alice").email == "new@example.org"
     assert INVALID in open_link(app.test_client(), token).text
+
+
+def test_a_crash_on_the_link_page_never_logs_the_token(app, client, member, caplog, monkeypatch):
+    """Flask logs an unhandled error with the request path: the token must not be in it."""
+    token = issue(app)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(password_reset, "find", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    assert open_link(client, token).status_code == 500
+    assert "Exception on /login/reset/[redacted] [GET]" in caplog.text
+    assert token not in caplog.text
