@@ -478,3 +478,26 @@ def test_terminal_by_id_up_to_the_largest_database_integer(ctx):
     assert devices.terminal_by_id(6) is None
     for beyond in (2**63, 2**64, 10**30):
         assert devices.terminal_by_id(beyond) is None
+
+
+def test_forget_takes_any_id_up_to_the_largest_database_integer(two_members):
+    """Ids beyond what the database can hold forget nothing (0, not a 500); a large id
+    the database does hold is forgotten like any other."""
+    alice, _ = two_members
+    for device_id in (200, 2**63 - 1):
+        db.session.add(
+            RememberedDevice(
+                id=device_id,
+                member_id=alice.id,
+                token_hash=f"h{device_id}",
+                created_at=NOW,
+                last_used_at=NOW,
+                expires_at=NOW + timedelta(days=30),
+            )
+        )
+    db.session.commit()
+    for beyond in (2**63, 2**64, -1, 0):
+        assert devices.forget(alice, beyond) == 0
+    assert devices.forget(alice, 200) == 1
+    assert devices.forget(alice, 2**63 - 1) == 1
+    assert db.session.scalars(db.select(RememberedDevice)).all() == []

@@ -712,3 +712,13 @@ def test_the_hold_needs_a_second_step_after_the_reset_not_at_it(alice, inbox):
     assert twofactor.mailbox_only(alice)
     alice.password_reset_at = None
     assert not twofactor.mailbox_only(alice)
+
+
+def test_taking_the_notice_leaves_other_members_reset_at_the_same_instant(alice, inbox):
+    bob = make_member("bob", "bob@example.com", "")
+    enable_contact(alice, "email", inbox)
+    enable_contact(bob, "email", inbox)
+    twofactor.reset_all(alice, now=NOW)
+    twofactor.reset_all(bob, now=NOW)
+    assert twofactor.take_reset_notice(alice) == NOW
+    assert twofactor.take_reset_notice(bob) == NOW  # not cleared with alice's
