@@ -246,3 +246,23 @@ def enrol(server, login_id: str) -> list[str]:
         )
         assert status is twofactor.Enrolment.OK and len(codes) == 10, "enrolment failed"
         return codes
+
+
+def enrol_operator(server, login_id: str) -> str:
+    """Make the member an operator with an authenticator app enrolled at the current
+    time step; returns the app's secret (the browser then computes its codes)."""
+    from portal import members
+    from portal.extensions import db
+    from portal.models import TotpCredential
+    from portal.twofactor.crypto import secret_box
+
+    with server.app_context():
+        members.find(login_id).is_operator = True
+        db.session.commit()
+    enrol(server, login_id)
+    with server.app_context():
+        member_id = members.find(login_id).id
+        cred = db.session.scalar(
+            db.select(TotpCredential).where(TotpCredential.member_id == member_id)
+        )
+        return secret_box().decrypt(cred.secret_encrypted)

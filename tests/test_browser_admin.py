@@ -16,7 +16,7 @@ from browser_helpers import (
     open_page,
     sign_in,
 )
-from live_server import MemberSpec, run_server
+from live_server import MemberSpec, enrol_operator, run_server
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -28,25 +28,18 @@ MEMBER = MemberSpec("sakura", PASSWORD, name="桜井さくら")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with run_server(tmp_path_factory.mktemp("admin-server"), [OPERATOR, MEMBER]) as live:
-        from live_server import enrol
-
         from portal import members
         from portal.extensions import db
-        from portal.models import ContactMethod, TotpCredential
+        from portal.models import ContactMethod
         from portal.twofactor import recovery
-        from portal.twofactor.crypto import secret_box
 
         with live.app_context():
-            members.find("chief").is_operator = True
             sakura = members.find("sakura")
             now = datetime.now(UTC)
             db.session.add(ContactMethod(member_id=sakura.id, kind="email", created_at=now))
             db.session.commit()
             recovery.issue(sakura, now)
-        enrol(live, "chief")
-        with live.app_context():
-            cred = db.session.scalar(db.select(TotpCredential))
-            live.operator_secret = secret_box().decrypt(cred.secret_encrypted)
+        live.operator_secret = enrol_operator(live, "chief")
         yield live
 
 

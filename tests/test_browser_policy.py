@@ -17,7 +17,7 @@ from browser_helpers import (
     sign_in,
     sign_out,
 )
-from live_server import MemberSpec, run_server
+from live_server import MemberSpec, enrol_operator, run_server
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -29,20 +29,7 @@ MEMBER = MemberSpec("sakura", PASSWORD, name="桜井さくら")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with run_server(tmp_path_factory.mktemp("policy-server"), [OPERATOR, MEMBER]) as live:
-        from live_server import enrol
-
-        from portal import members
-        from portal.extensions import db
-        from portal.models import TotpCredential
-        from portal.twofactor.crypto import secret_box
-
-        with live.app_context():
-            members.find("chief").is_operator = True
-            db.session.commit()
-        enrol(live, "chief")
-        with live.app_context():
-            cred = db.session.scalar(db.select(TotpCredential))
-            live.operator_secret = secret_box().decrypt(cred.secret_encrypted)
+        live.operator_secret = enrol_operator(live, "chief")
         yield live
 
 
