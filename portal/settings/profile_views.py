@@ -41,6 +41,11 @@ def needs_proof(kind: str, methods: list[str]) -> bool:
     return kind == "email" or kind in methods
 
 
+def _as_typed(kind: str, value: str) -> str:
+    """A new address as the member wrote it (a phone number in its usual form)."""
+    return value if kind == "email" else members.display_phone(value)
+
+
 def _pending_changes(m) -> list[dict]:
     """Changes waiting for their code. The new address is shown as typed: the member
     just entered it and must be able to spot a typo (the old one stays masked)."""
@@ -54,7 +59,7 @@ def _pending_changes(m) -> list[dict]:
                 {
                     "kind": kind,
                     "target": target,
-                    "shown": target if kind == "email" else members.display_phone(target),
+                    "shown": _as_typed(kind, target),
                     "resend_wait": otp_codes.resend_wait(m, purpose, now),
                 }
             )
@@ -184,7 +189,7 @@ def profile() -> ResponseReturnValue:
                 flash(
                     _(
                         "%(to)s に確認コードを送信しました。コードを入力すると変更が確定します。",
-                        to=new[kind] if kind == "email" else members.display_phone(new[kind]),
+                        to=_as_typed(kind, new[kind]),
                     )
                 )
         else:
@@ -244,9 +249,7 @@ def profile_resend() -> ResponseReturnValue:
     if pending is None:
         flash(_("確認待ちの変更はありません。"), "error")
     elif _send_change_code(m, *pending, resend=True):
-        kind, target = pending
-        shown = target if kind == "email" else members.display_phone(target)
-        flash(_("%(to)s に確認コードを再送しました。", to=shown))
+        flash(_("%(to)s に確認コードを再送しました。", to=_as_typed(*pending)))
     return redirect(url_for("settings.profile"))
 
 
