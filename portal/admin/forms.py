@@ -147,11 +147,13 @@ class PolicyForm(PortalForm):
             SelectChoice("app", _l("認証アプリ")),
             SelectChoice("email", _l("メール")),
             SelectChoice("sms", _l("SMS")),
+            SelectChoice("passkey", _l("パスキー・セキュリティキー")),
         ],
         validate_choice=False,
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),
     )
+    passwordless = BooleanField(_l("パスキーだけでのログインを許可する"))
     issuer = StringField(
         _l("サービス名（認証アプリやページのタイトルに表示。空欄なら既定の名前）"),
         validators=[Length(max=200)],

@@ -6,12 +6,13 @@ is audited with the old and new values.
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import audit, sessions
+from ..config import rp_id_problem
 from ..twofactor import devices
 from ..twofactor import policy as rules
 from ..web import cookies, policy
@@ -22,12 +23,15 @@ from . import bp
 from .common import ask_for_second_step, stale_operator
 from .forms import PolicyForm, TerminalForm
 
+# The policy's yes/no fields: checkboxes on the page (an unticked box sends nothing).
+FLAGS = ("allow_remember_device", "shared_terminal_skip", "passwordless")
+
 
 def _filled(row) -> PolicyForm:
     form = PolicyForm(formdata=None)
     for name, value in rules.values(row).items():
         field = getattr(form, name)
-        if name in ("allow_remember_device", "shared_terminal_skip"):
+        if name in FLAGS:
             field.data = value == "yes"
         elif name == "methods":
             field.data = value.split(",")
@@ -41,8 +45,8 @@ def _raw(form: PolicyForm) -> dict[str, str | list[str]]:
     raw: dict[str, str | list[str]] = {
         name: request.form.get(name, "") for name in rules.FIELDS if name != "methods"
     }
-    raw["allow_remember_device"] = "yes" if form.allow_remember_device.data else "no"
-    raw["shared_terminal_skip"] = "yes" if form.shared_terminal_skip.data else "no"
+    for name in FLAGS:
+        raw[name] = "yes" if getattr(form, name).data else "no"
     raw["methods"] = request.form.getlist("methods")
     return raw
 
@@ -63,9 +67,17 @@ def _page(
             this_terminal=here.id if here else None,
             terminal_form=terminal_form or TerminalForm(formdata=None),
             row=policy.current(),
+            passkey_problem=_passkey_problem(),
         ),
         status,
     )
+
+
+def _passkey_problem() -> bool:
+    """Whether the server's address rules passkeys out (an IP address, or http:// off
+    localhost): the page says so, since ticking them would then offer members nothing."""
+    config = current_app.config
+    return rp_id_problem(config.get("PORTAL_WEBAUTHN_RP_ID"), config["PORTAL_BASE_URL"]) is not None
 
 
 @bp.route("/policy", methods=["GET", "POST"])
