@@ -88,23 +88,32 @@ def set_password(login_id, password_stdin):
 
 @members_cli.command("list")
 @click.option("--tfa", type=click.Choice(["on", "off"]), help="Only members with / without 2FA.")
+@click.option(
+    "--method",
+    type=click.Choice(["app", "email", "sms", "passkey"]),
+    help="Only members with this method (passkey: at least one passkey).",
+)
 @click.option("--csv", "as_csv", is_flag=True, help="CSV (UTF-8) instead of a table.")
-def list_members(tfa, as_csv):
+def list_members(tfa, method, as_csv):
     """List members with their 2FA methods (streams; fine for a million rows)."""
     import csv as csv_module
 
     from .admin.common import safe_cell
     from .admin.queries import MemberFilter, iter_members
 
-    rows = iter_members(MemberFilter(tfa=tfa or ""))
+    flt = MemberFilter(tfa=tfa or "", method=method or "")
+    rows = iter_members(flt)
     from . import audit
 
     audit.record(
-        "admin.export", actor_label="cli", export="members list", filters={"tfa": tfa or ""}
+        "admin.export",
+        actor_label="cli",
+        export="members list",
+        filters={"tfa": flt.tfa, "method": flt.method},
     )
     if as_csv:
         writer = csv_module.writer(sys.stdout)
-        writer.writerow(["login_id", "name", "email", "methods", "recovery_codes_left"])
+        writer.writerow(["login_id", "name", "email", "methods", "recovery_codes_left", "passkeys"])
         for row in rows:
             writer.writerow(
                 [
@@ -113,6 +122,7 @@ def list_members(tfa, as_csv):
                     safe_cell(row.member.email),
                     " ".join(row.methods),
                     row.recovery_left if row.methods else "",
+                    row.passkeys if row.methods else "",
                 ]
             )
         return

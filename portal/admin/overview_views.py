@@ -12,9 +12,10 @@ from sqlalchemy import func, select, union_all
 
 from .. import sessions
 from ..extensions import db
-from ..models import AuditEvent, ContactMethod, Member, TotpCredential
+from ..models import AuditEvent, ContactMethod, Member, Passkey, TotpCredential
 from ..texts import METHOD_SHORT
 from . import bp
+from .queries import METHODS
 
 CHART_DAYS = 90
 HEIGHT, TOP, BOTTOM = 240, 12, 30  # px: the SVG's height, room above and below the plot
@@ -26,6 +27,7 @@ def _first_methods():
     both = union_all(
         select(TotpCredential.member_id, TotpCredential.created_at),
         select(ContactMethod.member_id, ContactMethod.created_at),
+        select(Passkey.member_id, Passkey.created_at),
     ).subquery()
     return (
         select(both.c.member_id, func.min(both.c.created_at).label("first"))
@@ -123,6 +125,9 @@ def overview() -> ResponseReturnValue:
         select(ContactMethod.kind, func.count(ContactMethod.id)).group_by(ContactMethod.kind)
     ):
         by_method[kind] = count
+    # Members with at least one passkey, not keys: the cards count members, as the
+    # list filtered by method=passkey does.
+    by_method["passkey"] = db.session.scalar(select(func.count(func.distinct(Passkey.member_id))))
     signins = dict(
         db.session.execute(
             select(AuditEvent.method, func.count(AuditEvent.id))
@@ -140,5 +145,6 @@ def overview() -> ResponseReturnValue:
         by_method=by_method,
         signins=signins,
         chart=chart_points(series),
+        methods=METHODS,
         method_short=METHOD_SHORT,
     )

@@ -11,14 +11,16 @@ from datetime import datetime
 from sqlalchemy import Select, and_, exists, func, not_, or_, select, union_all
 
 from ..extensions import db
-from ..models import AuditEvent, ContactMethod, Member, RecoveryCode, TotpCredential
+from ..models import AuditEvent, ContactMethod, Member, Passkey, RecoveryCode, TotpCredential
+
+METHODS = ("app", "email", "sms", "passkey")  # the order the admin area lists them in
 
 
 @dataclass
 class MemberFilter:
     q: str = ""
     tfa: str = ""  # "on" | "off" | ""
-    method: str = ""  # "app" | "email" | "sms" | ""
+    method: str = ""  # one of METHODS, or ""
 
     @classmethod
     def from_args(cls, args) -> MemberFilter:
@@ -28,7 +30,7 @@ class MemberFilter:
         return cls(
             q=raw_q.strip()[:100],
             tfa=tfa if tfa in ("on", "off") else "",
-            method=method if method in ("app", "email", "sms") else "",
+            method=method if method in METHODS else "",
         )
 
     def as_args(self) -> dict[str, str]:
@@ -74,17 +76,21 @@ def member_select(flt: MemberFilter, after: int | None = None, before: int | Non
     has_contact = exists().where(
         ContactMethod.member_id == Member.id, *bounded(ContactMethod.member_id)
     )
+    has_passkey = exists().where(Passkey.member_id == Member.id, *bounded(Passkey.member_id))
     if flt.tfa == "on":
         # One EXISTS over both tables: "a OR b" makes PostgreSQL hash all of contact_method.
         any_method = union_all(
             select(TotpCredential.member_id).where(*bounded(TotpCredential.member_id)),
             select(ContactMethod.member_id).where(*bounded(ContactMethod.member_id)),
+            select(Passkey.member_id).where(*bounded(Passkey.member_id)),
         ).subquery()
         stmt = stmt.where(exists().where(any_method.c.member_id == Member.id))
     elif flt.tfa == "off":
-        stmt = stmt.where(and_(not_(has_app), not_(has_contact)))
+        stmt = stmt.where(and_(not_(has_app), not_(has_contact), not_(has_passkey)))
     if flt.method == "app":
         stmt = stmt.where(has_app)
+    elif flt.method == "passkey":
+        stmt = stmt.where(has_passkey)
     elif flt.method in ("email", "sms"):
         stmt = stmt.where(
             exists().where(
@@ -109,6 +115,7 @@ class MemberRow:
     methods: list[str] = field(default_factory=list)
     set_up_on: datetime | None = None
     recovery_left: int = 0
+    passkeys: int = 0  # how many passkeys (a member may have up to 10)
 
 
 def member_page(flt: MemberFilter, after: int | None, before: int | None, size: int) -> Page:
@@ -134,8 +141,8 @@ def member_page(flt: MemberFilter, after: int | None, before: int | None, size: 
 
 
 def describe(found: Sequence[Member]) -> list[MemberRow]:
-    """Methods, set-up date and recovery codes left for one page of members, in three
-    queries whatever the page size."""
+    """Methods, set-up date, passkeys and recovery codes left for one page of members, in
+    four queries whatever the page size."""
     ids = [m.id for m in found]
     rows = {m.id: MemberRow(m) for m in found}
     if not ids:
@@ -156,15 +163,23 @@ def describe(found: Sequence[Member]) -> list[MemberRow]:
         rows[member_id].methods.append(kind)
         if member_id not in first or created < first[member_id]:
             first[member_id] = created
+    for member_id, keys, created in db.session.execute(
+        select(Passkey.member_id, func.count(Passkey.id), func.min(Passkey.created_at))
+        .where(Passkey.member_id.in_(ids))
+        .group_by(Passkey.member_id)
+    ):
+        rows[member_id].methods.append("passkey")
+        rows[member_id].passkeys = keys
+        if member_id not in first or created < first[member_id]:
+            first[member_id] = created
     for member_id, left in db.session.execute(
         select(RecoveryCode.member_id, func.count(RecoveryCode.id))
         .where(RecoveryCode.member_id.in_(ids), RecoveryCode.used_at.is_(None))
         .group_by(RecoveryCode.member_id)
     ):
         rows[member_id].recovery_left = left
-    order = {"app": 0, "email": 1, "sms": 2}
     for member_id, row in rows.items():
-        row.methods.sort(key=order.__getitem__)
+        row.methods.sort(key=METHODS.index)
         row.set_up_on = first.get(member_id)
     return [rows[i] for i in ids]
 
