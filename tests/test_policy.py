@@ -276,8 +276,11 @@ ALLOWED_WHILE_ENROLLING = {
     "/settings/2fa/sms/setup",
     "/settings/2fa/email/send",
     "/settings/2fa/sms/send",
+    "/settings/2fa/passkey/setup",
+    "/settings/2fa/passkey/register",
     "/settings/reauth",
     "/settings/reauth/send",
+    "/settings/reauth/passkey",
 }
 
 
