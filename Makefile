@@ -1,4 +1,4 @@
-# Two commands: `make run` (serve the portal on 127.0.0.1) and `make test` (everything CI runs).
+# Two commands: `make run` (serve the portal on 127.0.0.1, opened as http://localhost:PORT/) and `make test` (everything CI runs).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

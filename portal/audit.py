@@ -54,6 +54,11 @@ EVENTS = {
     "admin.policy_changed": _l("二段階認証方式の設定の変更"),
     "admin.terminal_marked": _l("共用端末の登録"),
     "admin.terminal_removed": _l("共用端末の登録解除"),
+    "passkey.added": _l("パスキーの追加"),
+    "passkey.renamed": _l("パスキーの名前の変更"),
+    "passkey.removed": _l("パスキーの削除"),
+    "passkey.cloned": _l("複製のおそれがあるパスキーの使用"),
+    "signin.passkey_failed": _l("ログイン失敗（パスキーのみ）"),
     "device.remembered": _l("端末の記憶"),
     "device.forgotten": _l("端末の記憶の解除"),
 }

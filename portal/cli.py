@@ -188,7 +188,7 @@ def demo_accounts():
 
     if current_app.config["PORTAL_ENV"] != "development":
         fail("demo-accounts only runs with PORTAL_ENV=development")
-    lines = [f"Member portal: http://127.0.0.1:{current_app.config['PORT']}/", ""]
+    lines = [f"Member portal: http://localhost:{current_app.config['PORT']}/", ""]
     lines.append("Demo accounts (new passwords on every start):")
     for login_id, operator in (("demo", False), ("admin", True)):
         password = secrets.token_urlsafe(12)

@@ -62,6 +62,10 @@ DEFAULTS: dict[str, Any] = {
     # Re-authentication per client address, and password re-checks per member.
     "PORTAL_LIMIT_REAUTH": "30 per minute;300 per hour",
     "PORTAL_LIMIT_REAUTH_PASSWORD": "10 per 15 minutes",
+    # Passkey-only sign-in per client address: prompts asked for, and answers checked
+    # (a refused answer does not count against any member's lock, so this bounds it).
+    "PORTAL_LIMIT_PASSKEY_OPTIONS": "30 per minute;300 per hour",
+    "PORTAL_LIMIT_PASSKEY": "10 per minute;60 per hour",
     # パスワードをお忘れの方: requests per client address, and per typed login ID or
     # address (each one may mail a link; counted whether or not it names a member, so a
     # refusal tells nothing), and opening reset links per client address (guessing).
@@ -84,8 +88,10 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_TIMEOUT": 10,
     # Flask-Mail skips sending whenever TESTING is on; the portal's tests read real mail.
     "MAIL_SUPPRESS_SEND": False,
-    # Links in mail are built from this, never from the request's Host header.
+    # Links in mail are built from this, never from the request's Host header; passkeys
+    # take their origin and (unless PORTAL_WEBAUTHN_RP_ID is set) their RP ID from it.
     "PORTAL_BASE_URL": None,
+    "PORTAL_WEBAUTHN_RP_ID": None,
     # SMS gateway: "console" (log) or "http" (POST JSON with a bearer token).
     "PORTAL_SMS_BACKEND": "console",
     "PORTAL_SMS_GATEWAY_URL": None,
@@ -168,6 +174,39 @@ def parse_base_url(name: str, raw: str) -> str:
     if not (value.startswith("https://") or value.startswith("http://")):
         raise ConfigError(f"{name} must start with https:// or http://, not {raw!r}")
     return value
+
+
+def parse_rp_id(name: str, raw: str) -> str:
+    value = parse_str(name, raw).lower().rstrip(".")
+    if "/" in value or ":" in value or " " in value:
+        raise ConfigError(f"{name} must be a domain such as example.com, not {raw!r}")
+    return value
+
+
+def rp_id_problem(rp_id: str | None, base_url: str, *, secure_only: bool = True) -> str | None:
+    """Why passkeys cannot work with this RP ID and base URL, or None. The RP ID must be
+    the base URL's host or a parent domain of it, and never an IP address; browsers
+    allow WebAuthn only over https://, or http:// on localhost."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    rp = rp_id or host
+    try:
+        ipaddress.ip_address(rp)
+        return (
+            f"the passkey RP ID cannot be an IP address ({rp}); open the portal at a name, "
+            "for example http://localhost:PORT/ in development"
+        )
+    except ValueError:
+        pass
+    if host != rp and not host.endswith("." + rp):
+        return f"PORTAL_WEBAUTHN_RP_ID {rp!r} is neither {host!r} nor a parent domain of it"
+    local = host == "localhost" or host.endswith(".localhost")
+    if secure_only and parts.scheme != "https" and not local:
+        return "passkeys need https:// (or http://localhost in development)"
+    return None
 
 
 def parse_timezone(name: str, raw: str) -> str:
@@ -256,6 +295,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "MAIL_DEFAULT_SENDER": ("MAIL_DEFAULT_SENDER", parse_str),
     "MAIL_TIMEOUT": ("MAIL_TIMEOUT", int_at_least(1)),
     "PORTAL_BASE_URL": ("PORTAL_BASE_URL", parse_base_url),
+    "PORTAL_WEBAUTHN_RP_ID": ("PORTAL_WEBAUTHN_RP_ID", parse_rp_id),
     "PORT": ("PORT", parse_port),
     "PORTAL_SMS_BACKEND": ("PORTAL_SMS_BACKEND", parse_sms_backend),
     "PORTAL_SMS_GATEWAY_URL": ("PORTAL_SMS_GATEWAY_URL", parse_base_url),
@@ -338,8 +378,14 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
             "(for example https://portal.example.com)"
         )
     if not config.get("PORTAL_BASE_URL"):
-        # `make run` serves on 127.0.0.1:$PORT: mail links must point there.
-        config["PORTAL_BASE_URL"] = f"http://127.0.0.1:{config['PORT']}"
+        # `make run` serves on 127.0.0.1:$PORT, opened as localhost: a passkey's RP ID
+        # must be a name, never an IP address.
+        config["PORTAL_BASE_URL"] = f"http://localhost:{config['PORT']}"
+    if config.get("PORTAL_WEBAUTHN_RP_ID"):
+        # Set on purpose: a value that cannot work is a mistake to report at start-up.
+        base = config["PORTAL_BASE_URL"]
+        if problem := rp_id_problem(config["PORTAL_WEBAUTHN_RP_ID"], base, secure_only=False):
+            raise ConfigError(problem)
     if config["PORTAL_SMS_BACKEND"] == "http" and not (
         config.get("PORTAL_SMS_GATEWAY_URL") and config.get("PORTAL_SMS_GATEWAY_TOKEN")
     ):

@@ -86,6 +86,11 @@ class Member(db.Model):
     # When the password was last set through a mailed link. Until a second step is
     # passed after it, a code to that same mailbox does not count as the second step.
     password_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The WebAuthn user handle: random, made at the first passkey (never the login ID or
+    # the row id, which a passkey would otherwise reveal to whoever holds the device).
+    webauthn_user_id: Mapped[bytes | None] = mapped_column(
+        LargeBinary(64), nullable=True, unique=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -272,7 +277,9 @@ class Policy(db.Model):
     remember_days: Mapped[int] = mapped_column(Integer, default=30)
     trusted_networks: Mapped[str] = mapped_column(Text, default="")  # "CIDR MODE" lines
     shared_terminal_skip: Mapped[bool] = mapped_column(Boolean, default=False)
-    methods: Mapped[str] = mapped_column(String(32), default="app,email,sms")
+    methods: Mapped[str] = mapped_column(String(32), default="app,email,sms,passkey")
+    # Whether a discoverable passkey with user verification may sign in alone (no password).
+    passwordless: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     issuer: Mapped[str] = mapped_column(String(100), default="")  # "": PORTAL_ISSUER
     landing_path: Mapped[str] = mapped_column(String(200), default="/")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -342,11 +349,53 @@ class PasswordReset(db.Model):
     requested_by: Mapped[str] = mapped_column(String(64), default="")
 
 
+class Passkey(db.Model):
+    """A passkey or security key (WebAuthn credential) of a member: a phishing-resistant
+    second step, and with user verification a sign-in of its own."""
+
+    __tablename__ = "passkey"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE, as the library gives it
+    # The authenticator's counter: one that goes backwards means a cloned key.
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    transports: Mapped[str] = mapped_column(String(200), default="")  # "usb,nfc,internal"
+    aaguid: Mapped[str] = mapped_column(String(36), default="")
+    backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)  # a synced passkey
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WebAuthnChallenge(db.Model):
+    """The challenge of one WebAuthn ceremony: bound to the browser session (a keyed hash
+    of its id) and a purpose, single use, short-lived. Server-side, so a copied or replayed
+    response cannot bring its own."""
+
+    __tablename__ = "webauthn_challenge"
+    __table_args__ = (UniqueConstraint("session_hash", "purpose"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(16))  # register | second | reauth | passwordless
+    # None for a passwordless sign-in: who it is comes from the passkey.
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("member.id", ondelete="CASCADE"), nullable=True
+    )
+    challenge: Mapped[bytes] = mapped_column(LargeBinary(64))
+    name: Mapped[str] = mapped_column(String(64), default="")  # register: the chosen name
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 __all__ = [
     "AuditEvent",
     "MemberPage",
     "ContactMethod",
     "OneTimeCode",
+    "Passkey",
     "PasswordReset",
     "Policy",
     "RememberedDevice",
@@ -357,5 +406,6 @@ __all__ = [
     "SpentSignIn",
     "TotpCredential",
     "TotpEnrolment",
+    "WebAuthnChallenge",
     "utcnow",
 ]

@@ -21,8 +21,14 @@ METHOD_NAMES = {
     "app": _l("認証アプリによる認証"),
     "email": _l("メールによる認証"),
     "sms": _l("SMSによる認証"),
+    "passkey": _l("パスキー・セキュリティキーによる認証"),
 }
-METHOD_SHORT = {"app": _l("認証アプリ"), "email": _l("メール"), "sms": _l("SMS")}
+METHOD_SHORT = {
+    "app": _l("認証アプリ"),
+    "email": _l("メール"),
+    "sms": _l("SMS"),
+    "passkey": _l("パスキー"),
+}
 
 
 BLOCKED = _l(

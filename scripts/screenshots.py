@@ -5,8 +5,9 @@ docs/screenshots/ (the README's gallery shows the key ones).
 It starts the portal the way the browser tests do (gunicorn on a temporary SQLite
 database, tests/live_server.py), fills it with demo members, methods, sign-ins and a
 member page spread over the last 90 days, then walks the pages in Debian's chromium
-through Playwright as a member, a newcomer setting up an authenticator app and an
-operator. Viewport screenshots at a device pixel ratio of 1 keep the files small.
+through Playwright as a member, a newcomer setting up an authenticator app, a member
+adding a passkey (Chromium's virtual authenticator) and an operator. Viewport
+screenshots at a device pixel ratio of 1 keep the files small.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--only NAME...]
 """
@@ -24,7 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from browser_helpers import CHROMIUM_ARGS, PASSWORD, Authenticator, current_step  # noqa: E402
+from browser_helpers import (  # noqa: E402
+    CHROMIUM_ARGS,
+    PASSWORD,
+    Authenticator,
+    VirtualAuthenticator,
+    current_step,
+)
 from live_server import MemberSpec, enrol, run_server  # noqa: E402
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
@@ -278,6 +285,38 @@ def run(out: Path, only: set[str], family: str, browser: Browser, server, secret
     shoot(page, "dialog-recovery-codes")
     page.context.close()
 
+    # Passkeys: a member names a key, the browser's prompt (Chromium's virtual
+    # authenticator answers it), the key in settings, then the passkey second step.
+    member = MemberSpec(f"passkey{family}", PASSWORD, name="光田 ひかり")
+    page = page_for()
+    authenticator = VirtualAuthenticator(page, presence=False)
+    sign_in(page, url, member)
+    expect(page).to_have_url(f"{url}/")
+    page.goto(f"{url}/settings/2fa")
+    page.locator("#section-passkey").get_by_role("link", name="設定を開始する").click()
+    dialog = page.locator("dialog#dialog")
+    expect(dialog.locator("#dialog-title")).to_have_text("パスキー・セキュリティキーの登録")
+    dialog.get_by_label("パスキーの名前").fill("仕事用のMacBook")
+    shoot(page, "dialog-passkey-name")
+    dialog.get_by_role("button", name="次へ").click()
+    expect(dialog.get_by_role("button", name="パスキーを作成する")).to_be_visible()
+    shoot(page, "dialog-passkey-prompt")
+    authenticator.presence(True)
+    dialog.get_by_role("button", name="パスキーを作成する").click()
+    expect(dialog.locator("#recovery-codes li")).to_have_count(10)
+    dialog.get_by_role("link", name="完了").click()
+    expect(dialog).to_be_hidden()
+    page.locator("#section-passkey").evaluate("s => s.scrollIntoView()")
+    shoot(page, "settings-passkey")
+    authenticator.presence(False)
+    page.locator("header").get_by_role("button", name="ログアウト").click()
+    expect(page).to_have_url(f"{url}/login")
+    shoot(page, "login-passkey")
+    sign_in(page, url, member)
+    expect(page).to_have_url(f"{url}/login/verify")
+    shoot(page, "verify-passkey")
+    page.context.close()
+
     # An operator: the admin area.
     page = page_for()
     sign_in(page, url, OPERATOR)
@@ -306,7 +345,7 @@ def main() -> int:
     newcomers = [
         MemberSpec(f"{NEWCOMER.login_id}{label}", PASSWORD, name=NEWCOMER.name)
         for label in VIEWPORTS
-    ]
+    ] + [MemberSpec(f"passkey{label}", PASSWORD, name="光田 ひかり") for label in VIEWPORTS]
     taken = []
     with (
         tempfile.TemporaryDirectory(prefix="portal-screenshots-") as tmp,

@@ -229,3 +229,38 @@ def verify(page: Page, server, code: str) -> None:
     page.get_by_role("button", name="認証する").click()
     expect(page).to_have_url(f"{server.url}/")
     expect(page.get_by_text("二段階認証：設定済み")).to_be_visible()
+
+
+# --- passkeys ------------------------------------------------------------------------------
+
+
+class VirtualAuthenticator:
+    """Chromium's virtual authenticator (Chrome DevTools Protocol) in one page: a platform
+    authenticator that keeps passkeys and verifies the user, as Touch ID or Windows Hello
+    would. ``presence`` on: it answers every prompt at once (the member touching it);
+    off: prompts wait, so the autofill offer on /login is left alone."""
+
+    def __init__(self, page: Page, *, presence: bool = True):
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("WebAuthn.enable")
+        self.id = self.cdp.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {
+                "options": {
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": True,
+                    "hasUserVerification": True,
+                    "isUserVerified": True,
+                    "automaticPresenceSimulation": presence,
+                }
+            },
+        )["authenticatorId"]
+
+    def presence(self, on: bool) -> None:
+        self.cdp.send(
+            "WebAuthn.setAutomaticPresenceSimulation", {"authenticatorId": self.id, "enabled": on}
+        )
+
+    def credentials(self) -> list[dict]:
+        return self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.id})["credentials"]

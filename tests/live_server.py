@@ -171,8 +171,12 @@ def run_server(
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     log_path = tmp_path / "gunicorn.log"
+    # Opened as localhost, the way `make run` prints it: a passkey's RP ID must be a
+    # name, never an IP address. Mail links and passkeys follow PORTAL_BASE_URL.
+    url = f"http://localhost:{port}"
+    env.setdefault("PORTAL_BASE_URL", url)
     server = LiveServer(
-        url=f"http://127.0.0.1:{port}",
+        url=url,
         port=port,
         secret_key=SECRET_KEY,
         database_uri=database_uri,

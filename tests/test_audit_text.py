@@ -154,8 +154,8 @@ def test_each_event_reads_as_a_sentence(event, detail, said):
 
 
 def test_unknown_keys_fall_back_to_a_readable_list_never_json():
-    said = text("some.future_event", reason="expired", tries=[1, 2], ok=True, extra={"a": None})
-    assert said == "reason: expired、tries: 1、2、ok: はい、extra: a: （なし）"
+    said = text("some.future_event", cause="expired", tries=[1, 2], ok=True, extra={"a": None})
+    assert said == "cause: expired、tries: 1、2、ok: はい、extra: a: （なし）"
     # A known event with a key its wording does not know keeps the key readable too.
     assert text("admin.reset_2fa", methods=["email"], note="x") == "無効化した方法：メール note: x"
     assert detail_text("signout", "{}") == "" and detail_text("signout", None) == ""
@@ -242,3 +242,15 @@ def test_method_names(kind, name):
 )
 def test_browsers_are_named_as_family_slash_system(header, shown):
     assert useragent.describe(header) == shown
+
+
+def test_passkey_events_read_as_sentences():
+    assert text("passkey.added", key=3, name="YubiKey") == "パスキー「YubiKey」"
+    assert text("passkey.renamed", key=3, old="a", new="b") == "パスキーの名前「a」→「b」"
+    assert text("passkey.removed", key=3) == "パスキー（番号 3）"
+    assert text("signin.passkey_failed", reason="cloned", name="鍵") == (
+        "パスキー「鍵」 使用回数が減った（複製のおそれ）"
+    )
+    assert text("signin.passkey_failed", reason="not_allowed") == (
+        "パスキーだけでのログインは許可されていません"
+    )

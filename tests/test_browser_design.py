@@ -70,6 +70,20 @@ def server(tmp_path_factory):
             live.page_id = page.id
             _, terminal = devices.mark_terminal("受付のパソコン", OPERATOR.login_id, _now())
             live.terminal_id = terminal.id
+            # A passkey beside the app (a stored row: the walk opens its dialogs, and the
+            # settings page lists it; no prompt is answered here).
+            from portal.models import Passkey
+
+            key = Passkey(
+                member_id=members_module.find(MEMBER.login_id).id,
+                credential_id=b"design-walk-key",
+                public_key=b"-",
+                name="とても長い名前のパスキー・セキュリティキー（仕事用のノートパソコン）",
+                created_at=_now(),
+            )
+            db.session.add(key)
+            db.session.commit()
+            live.key_id = key.id
         live.step = current_step()  # enrol() used the current step of every app
         yield live
 
@@ -141,6 +155,7 @@ def page_urls(server, token: str) -> dict[str, list[str]]:
         "login_id": [RESET_MEMBER.login_id],
         "page_id": [server.page_id],
         "terminal_id": [server.terminal_id],
+        "key_id": [server.key_id],
         "slug": [PAGE_SLUG],
         "token": [token],
     }

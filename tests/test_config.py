@@ -134,7 +134,7 @@ def test_mail_links_follow_the_port_make_run_serves_on(env):
     env.setenv("PORTAL_ENV", "development")
     env.delenv("PORTAL_BASE_URL", raising=False)
     env.setenv("PORT", "5001")
-    assert create_app().config["PORTAL_BASE_URL"] == "http://127.0.0.1:5001"
+    assert create_app().config["PORTAL_BASE_URL"] == "http://localhost:5001"
 
 
 def test_an_explicit_base_url_wins_over_the_port(env):
@@ -148,3 +148,43 @@ def test_an_explicit_base_url_wins_over_the_port(env):
 def test_a_bad_port_names_the_variable(raw):
     with pytest.raises(ConfigError, match="PORT"):
         from_environment({"PORT": raw})
+
+
+def test_passkeys_take_the_rp_id_from_a_named_base_url(env):
+    """An IP address cannot be a WebAuthn RP ID: `make run` is opened at localhost."""
+    from portal.config import rp_id_problem
+
+    env.setenv("PORTAL_ENV", "development")
+    env.delenv("PORTAL_BASE_URL", raising=False)
+    env.setenv("PORT", "5001")
+    app = create_app()
+    assert rp_id_problem(None, app.config["PORTAL_BASE_URL"]) is None
+    assert "IP address" in rp_id_problem(None, "http://127.0.0.1:8000")
+    assert "https" in rp_id_problem(None, "http://portal.example.com")
+    assert rp_id_problem("example.com", "https://portal.example.com") is None
+    assert "parent domain" in rp_id_problem("other.example", "https://portal.example.com")
+    # A suffix that is not a whole label is no parent domain.
+    assert rp_id_problem("ample.com", "https://portal.example.com") is not None
+
+
+@pytest.mark.parametrize(
+    "rp_id, message",
+    [
+        ("other.example", "neither"),
+        ("https://portal.example.com", "must be a domain"),
+        ("192.0.2.1", "IP address"),
+    ],
+)
+def test_a_passkey_rp_id_that_cannot_work_stops_the_start(env, rp_id, message):
+    env.setenv("PORTAL_ENV", "development")
+    env.setenv("PORTAL_BASE_URL", "https://portal.example.com")
+    env.setenv("PORTAL_WEBAUTHN_RP_ID", rp_id)
+    with pytest.raises(ConfigError, match=message):
+        create_app()
+
+
+def test_a_parent_domain_is_a_valid_rp_id(env):
+    env.setenv("PORTAL_ENV", "development")
+    env.setenv("PORTAL_BASE_URL", "https://portal.example.com")
+    env.setenv("PORTAL_WEBAUTHN_RP_ID", "Example.COM.")
+    assert create_app().config["PORTAL_WEBAUTHN_RP_ID"] == "example.com"

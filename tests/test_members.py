@@ -167,4 +167,4 @@ def test_demo_accounts_are_printed_framed_with_the_address(app, runner):
     assert all(line.startswith("|") and line.endswith("|") for line in lines[1:-1])
     assert len({len(line) for line in lines}) == 1
     body = result.output
-    assert "http://127.0.0.1:5001/" in body and "demo" in body and "admin" in body
+    assert "http://localhost:5001/" in body and "demo" in body and "admin" in body

@@ -69,9 +69,11 @@ def test_a_row_created_by_another_request_meanwhile_is_the_one_used(ctx, monkeyp
 def test_values_show_each_flag_as_yes_or_no(ctx, remember, terminal):
     row = rules.current(NOW)
     row.allow_remember_device, row.shared_terminal_skip = remember, terminal
+    row.passwordless = terminal
     shown = rules.values(row)
     assert shown["allow_remember_device"] == ("yes" if remember else "no")
     assert shown["shared_terminal_skip"] == ("yes" if terminal else "no")
+    assert shown["passwordless"] == ("yes" if terminal else "no")
 
 
 def test_values_show_every_field_as_stored(ctx):
@@ -89,6 +91,7 @@ def test_values_show_every_field_as_stored(ctx):
         "trusted_networks": "192.0.2.0/24 skip\n2001:db8::/64 always",
         "shared_terminal_skip": "no",
         "methods": "app,sms",
+        "passwordless": "yes",
         "issuer": "Example Co",
         "landing_path": "/settings/2fa",
     }
@@ -211,7 +214,8 @@ def test_levels_accept_only_the_three_names(ctx, field):
 
 
 def test_method_messages(ctx):
-    assert check(methods="app,fax")[1] == {"methods": "方法は app・email・sms から選んでください。"}
+    wrong = {"methods": "方法は app・email・sms・passkey から選んでください。"}
+    assert check(methods="app,fax")[1] == wrong
     assert check(methods=" , ")[1] == {"methods": "少なくとも1つの方法を選んでください。"}
     assert check(methods=[])[1] == {"methods": "少なくとも1つの方法を選んでください。"}
 
@@ -382,3 +386,13 @@ def test_a_saved_row_is_stored(ctx):
         "Example",
         "365",
     )
+
+
+@pytest.mark.parametrize(("raw", "flag"), [("yes", True), ("no", False), ("ON", True), ("", False)])
+def test_passwordless_is_a_yes_or_no_switch(ctx, raw, flag):
+    clean, errors = check(passwordless=raw)
+    assert not errors and clean["passwordless"] is flag
+
+
+def test_passwordless_refuses_anything_else(ctx):
+    assert check(passwordless="maybe")[1] == {"passwordless": "yes か no で指定してください。"}

@@ -6,13 +6,12 @@ is audited with the old and new values.
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import audit, sessions
-from ..config import rp_id_problem
 from ..twofactor import devices
 from ..twofactor import policy as rules
 from ..web import cookies, policy
@@ -67,17 +66,10 @@ def _page(
             this_terminal=here.id if here else None,
             terminal_form=terminal_form or TerminalForm(formdata=None),
             row=policy.current(),
-            passkey_problem=_passkey_problem(),
+            passkey_problem=not policy.passkeys_possible(),
         ),
         status,
     )
-
-
-def _passkey_problem() -> bool:
-    """Whether the server's address rules passkeys out (an IP address, or http:// off
-    localhost): the page says so, since ticking them would then offer members nothing."""
-    config = current_app.config
-    return rp_id_problem(config.get("PORTAL_WEBAUTHN_RP_ID"), config["PORTAL_BASE_URL"]) is not None
 
 
 @bp.route("/policy", methods=["GET", "POST"])

@@ -52,3 +52,16 @@ class ForgotForm(PortalForm):
         ],
         render_kw={"autocomplete": "username", "autocapitalize": "off", "spellcheck": "false"},
     )
+
+
+class PasskeyForm(PortalForm):
+    """The browser's answer to the code page's passkey prompt (filled by passkeys.js)."""
+
+    credential = StringField(validators=[DataRequired(), Length(max=64 * 1024)])
+    remember_device = BooleanField(REMEMBER_LABEL)
+
+
+class PasskeyLoginForm(PortalForm):
+    """パスキーでログイン: the answer to a passwordless prompt."""
+
+    credential = StringField(validators=[DataRequired(), Length(max=64 * 1024)])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import current_app, flash, redirect, request, session, url_for
+from flask import Response, current_app, flash, jsonify, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -33,13 +33,24 @@ from ..texts import (
     refusal_message,
     sent_message,
 )
-from ..twofactor import CONTACT_METHODS, Outcome, SendRefused, devices, lockout, otp_codes, recovery
+from ..twofactor import (
+    CONTACT_METHODS,
+    Failure,
+    Outcome,
+    SendRefused,
+    devices,
+    lockout,
+    otp_codes,
+    passkeys,
+    recovery,
+)
 from ..twofactor import policy as policy_rules
 from ..web import cookies, enforcement, locks, policy
+from ..web import passkeys as passkey_web
 from ..web.forms import ActionForm, MethodForm
-from ..web.htmx import redirect_to, render
+from ..web.htmx import no_store, redirect_to, render
 from . import bp, device_cookie
-from .forms import CodeForm, LoginForm, RecoveryForm
+from .forms import CodeForm, LoginForm, PasskeyForm, PasskeyLoginForm, RecoveryForm
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -74,10 +85,20 @@ def login() -> ResponseReturnValue:
             )
         else:
             return _after_password(member, next_url)
-    response = render(
-        "auth/login.html", "auth/_login_form.html", form=form, error=error, next=next_url
-    )
+    response = _login_page(form, error, next_url)
     return throttle.too_many(response, wait) if wait else response
+
+
+def _login_page(form: LoginForm, error: str | None, next_url: str | None, status: int = 200):
+    return render(
+        "auth/login.html",
+        "auth/_login_form.html",
+        status,
+        form=form,
+        error=error,
+        next=next_url,
+        passwordless=passkey_web.passwordless_allowed(),
+    )
 
 
 def _password_throttle(key: str, device: str | None) -> tuple[int, tuple[str, ...]] | None:
@@ -133,10 +154,10 @@ def _pending_or_restart():
     return None, redirect_to(url_for("auth.login"))
 
 
-def _audit_sign_in(member: Member, method: str | None) -> None:
-    audit.record_request("signin.success", subject=member, method=method)
+def _audit_sign_in(member: Member, method: str | None, **detail: object) -> None:
+    audit.record_request("signin.success", subject=member, method=method, **detail)
     if member.is_operator:
-        audit.record_request("admin.signin", subject=member, method=method)
+        audit.record_request("admin.signin", subject=member, method=method, **detail)
 
 
 def _after_password(member: Member, next_url: str | None):
@@ -147,13 +168,7 @@ def _after_password(member: Member, next_url: str | None):
             # Email was the only method and the password was just reset by mail: one
             # mailbox must never pass both steps. Without a recovery code, an operator.
             audit.record_request("signin.mailbox_only", subject=member)
-            return render(
-                "auth/login.html",
-                "auth/_login_form.html",
-                form=LoginForm(formdata=None),
-                error=MAILBOX_ONLY,
-                next=next_url,
-            )
+            return _login_page(LoginForm(formdata=None), str(MAILBOX_ONLY), next_url)
         if twofactor.enabled_methods(member) and recovery.remaining(member):
             # The operator withdrew every method this member had: a recovery code is
             # the second step now (never the password alone), then set up another.
@@ -265,7 +280,18 @@ def _verify_context(state: sessions.Pending) -> dict:
         and twofactor.mailbox_only(state.member)
         and "email" in policy.offered(),
         "offer_remember": offers_remembering(state.member),
+        # A fresh challenge with each rendering: the one before was spent or replaced.
+        "passkey_options": _passkey_options(state) if method == "passkey" else None,
     }
+
+
+def _passkey_options(state: sessions.Pending) -> str | None:
+    rp = passkey_web.relying_party()
+    if rp is None:
+        return None
+    return passkeys.begin_authentication(
+        state.member, rp, passkey_web.session_key(), "second", sessions.now()
+    )
 
 
 def _second_step(
@@ -277,6 +303,7 @@ def _second_step(
     wrong: str | None = None,
     on_success: Callable[[Member], None] | None = None,
     recovery_step: bool = False,
+    message: Callable[[twofactor.Result], str] | None = None,
 ) -> ResponseReturnValue:
     """One shape for every second-step page: refuse without a live pending sign-in,
     show the lock up front, count the attempt in the domain, re-render in place."""
@@ -303,12 +330,14 @@ def _second_step(
             locks.report(state.member, result.lock, method)
             error, status, wait = locks.refusal(result.lock, now)
         else:
-            error = wrong or code_status_message(result.status)
+            error = message(result) if message else wrong or code_status_message(result.status)
             audit.record_request("signin.second_step_failed", subject=state.member, method=method)
             if result.replayed:
                 locks.report_replay(state.member, method)
+            if result.passkey is Failure.CLONED:
+                passkey_web.report_clone(state.member, result.key)
     elif form.errors:
-        error = wrong or str(WRONG_CODE)
+        error = message(twofactor.Result(Outcome.WRONG)) if message else wrong or str(WRONG_CODE)
     elif (lock := lockout.current_lock(state.member, now, counter)) is not None:
         error = lock_message(lock.until, now)
     getattr(form, field).data = ""
@@ -336,6 +365,91 @@ def verify() -> ResponseReturnValue:
         ("auth/verify.html", "auth/_verify_form.html"),
         ("PORTAL_LIMIT_VERIFY", "verify"),
     )
+
+
+@bp.route("/login/verify/passkey", methods=["POST"])
+def verify_passkey() -> ResponseReturnValue:
+    """パスキーで認証する: the browser's answer to the code page's passkey prompt."""
+    state = sessions.pending()
+    if state is not None and (
+        state.method != "passkey"
+        or "passkey" not in twofactor.usable_methods(state.member, policy.offered())
+    ):
+        return redirect_to(url_for("auth.verify"))
+    rp = passkey_web.relying_party()
+    return _second_step(
+        PasskeyForm(),
+        "credential",
+        lambda state, answer, now: twofactor.verify_passkey(
+            state.member, answer, now, rp, passkey_web.session_key(), "second"
+        ),
+        ("auth/verify.html", "auth/_verify_form.html"),
+        ("PORTAL_LIMIT_VERIFY", "verify"),
+        message=lambda result: passkey_web.failure_message(result.passkey),
+    )
+
+
+@bp.route("/login/passkey/options", methods=["POST"])
+def passkey_options() -> ResponseReturnValue:
+    """パスキーでログイン: the prompt's options, asked for by passkeys.js only when the
+    button is pressed or the browser offers passkeys in autofill (JSON)."""
+    if current_user.is_authenticated:
+        return jsonify(error=_("既にログインしています。")), 400
+    rp = passkey_web.relying_party()
+    if rp is None or not passkey_web.passwordless_allowed():
+        return jsonify(error=_("パスキーだけでのログインは現在使えません。")), 403
+    wait = throttle.per_address("PORTAL_LIMIT_PASSKEY_OPTIONS", "passkey-options")
+    if wait:
+        return throttle.too_many(jsonify(error=str(TOO_MANY)), wait)
+    options = passkeys.begin_authentication(
+        None, rp, passkey_web.session_key(), "passwordless", sessions.now()
+    )
+    return no_store(Response(options, mimetype="application/json"))
+
+
+@bp.route("/login/passkey", methods=["POST"])
+def passkey_login() -> ResponseReturnValue:
+    """A passkey alone, with user verification: both steps at once. A refusal counts
+    per client address only (anyone can name someone's credential ID)."""
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    next_url = sessions.safe_next(request.args.get("next"))
+    form = PasskeyLoginForm()
+    rp = passkey_web.relying_party()
+    if wait := throttle.per_address("PORTAL_LIMIT_PASSKEY", "passkey"):
+        error = str(TOO_MANY)
+    elif rp is None or not passkey_web.passwordless_allowed():
+        error = _(
+            "パスキーだけでのログインは現在使えません。IDとパスワードでログインしてください。"
+        )
+        audit.record_request("signin.passkey_failed", reason="not_allowed")
+    elif not form.validate_on_submit():
+        error = passkey_web.failure_message(Failure.INVALID)
+    else:
+        now = sessions.now()
+        result = twofactor.passwordless(form.credential.data, now, rp, passkey_web.session_key())
+        if result.ok:
+            sessions.complete_sign_in(result.member, second_step=True)
+            _audit_sign_in(result.member, "passkey", passwordless=True)
+            response = redirect_to(_landing(next_url))
+            return device_cookie.remember(response, result.member.id)
+        if result.lock is not None:
+            error = lock_message(result.lock.until, now)
+            reason = "locked"
+        else:
+            error = passkey_web.failure_message(result.failure)
+            reason = result.failure.value if result.failure else "invalid"
+        audit.record_request(
+            "signin.passkey_failed",
+            subject=result.member,
+            method="passkey",
+            reason=reason,
+            name=result.key.name if result.key is not None else None,
+        )
+        if result.failure is Failure.CLONED and result.member is not None:
+            passkey_web.report_clone(result.member, result.key)
+    response = _login_page(LoginForm(formdata=None), error, next_url, 400)
+    return throttle.too_many(response, wait) if wait else response
 
 
 @bp.route("/login/resend", methods=["POST"])

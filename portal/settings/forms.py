@@ -49,3 +49,17 @@ class PasswordChangeForm(NewPasswordForm):
 
 class PasswordStrengthForm(PortalForm):
     new_password = PasswordField(validators=[Length(max=4096)])
+
+
+class PasskeyNameForm(PortalForm):
+    name = StringField(
+        _l("パスキーの名前"),
+        validators=[Length(max=200)],
+        render_kw={"autocomplete": "off", "maxlength": 64},
+    )
+
+
+class PasskeyAnswerForm(PortalForm):
+    """The browser's answer to the registration prompt (filled by passkeys.js)."""
+
+    credential = StringField(validators=[Length(max=64 * 1024)])

@@ -23,13 +23,24 @@ from ..texts import (
     refusal_message,
     sent_message,
 )
-from ..twofactor import CONTACT_METHODS, METHODS, Outcome, SendRefused, devices, recovery
+from ..twofactor import (
+    CONTACT_METHODS,
+    METHODS,
+    Failure,
+    Outcome,
+    SendRefused,
+    devices,
+    passkeys,
+    recovery,
+)
 from ..web import cookies, enforcement, locks, policy
+from ..web import passkeys as passkey_web
 from ..web.dialogs import dialog, done, member, reauth_dialog
 from ..web.forms import ActionForm, ConfirmForm, MethodForm, ReauthCodeForm, ReauthPasswordForm
 from ..web.htmx import is_htmx, redirect_to, render
 from . import bp
 from .common import mask, method_state_mismatch, recovery_codes_dialog, stale
+from .forms import PasskeyAnswerForm
 
 
 @bp.before_request
@@ -55,6 +66,9 @@ def sections_context() -> dict:
         "email_masked": mask("email", m.email) if m.email else None,
         "phone_masked": mask("sms", m.phone) if m.phone else None,
         "method_names": METHOD_NAMES,
+        "passkeys": passkeys.listed(m),
+        "passkey_max": passkeys.MAX_KEYS,
+        "passwordless": passkey_web.passwordless_allowed(),
     }
 
 
@@ -162,6 +176,38 @@ def reauth() -> ResponseReturnValue:
     return reauth_dialog(next_url, form=form)
 
 
+@bp.route("/reauth/passkey", methods=["POST"])
+def reauth_passkey() -> ResponseReturnValue:
+    """本人確認 with one of the member's passkeys (a second step, like a code)."""
+    next_url = sessions.safe_next(request.args.get("next")) or url_for("settings.index")
+    m = member()
+    form = PasskeyAnswerForm()
+    if form.is_submitted() and (wait := _reauth_limit()):
+        return throttle.too_many(reauth_dialog(next_url, error=TOO_MANY), wait)
+    rp = passkey_web.relying_party()
+    if (
+        not form.validate_on_submit()
+        or rp is None
+        or "passkey" not in twofactor.usable_methods(m, policy.offered())
+    ):
+        return reauth_dialog(next_url, passkey_error=passkey_web.failure_message(None))
+    result = twofactor.verify_passkey(
+        m, form.credential.data, sessions.now(), rp, passkey_web.session_key(), "reauth"
+    )
+    if result.ok:
+        sessions.mark_reauthenticated(second_step=True)
+        return redirect(next_url)
+    audit.record_request("reauth.failed", method="passkey")
+    if result.passkey is Failure.CLONED:
+        passkey_web.report_clone(m, result.key)
+    if result.outcome is Outcome.LOCKED:
+        locks.report(m, result.lock, "passkey")
+        error, status, wait = locks.refusal(result.lock, sessions.now())
+        response = reauth_dialog(next_url, passkey_error=error, status=status)
+        return throttle.too_many(response, wait) if wait else response
+    return reauth_dialog(next_url, passkey_error=passkey_web.failure_message(result.passkey))
+
+
 def _reauth_limit() -> int | None:
     return throttle.per_address("PORTAL_LIMIT_REAUTH", "reauth", event="request.throttled")
 
@@ -205,7 +251,7 @@ def preferred() -> ResponseReturnValue:
     return redirect_to(url_for("settings.index"))
 
 
-@bp.route("/2fa/<any(app, email, sms):kind>/disable", methods=["GET", "POST"])
+@bp.route("/2fa/<any(app, email, sms, passkey):kind>/disable", methods=["GET", "POST"])
 def method_disable(kind: str) -> ResponseReturnValue:
     here = url_for("settings.method_disable", kind=kind)
     m = member()
@@ -234,20 +280,11 @@ def method_disable(kind: str) -> ResponseReturnValue:
                 none_left=not others,
                 **notices.request_details(),
             )
-            if others:
-                after = _("ログインには、引き続き%(methods)sを使えます。", methods=_joined(others))
-            elif codes_left:
-                after = _(
-                    "二段階認証はオフになりました。残っていたリカバリーコード（%(n)d個）も"
-                    "使えなくなりました。",
-                    n=codes_left,
-                )
-            else:
-                after = _("二段階認証はオフになりました。")
-            return done(_("%(method)sの無効化が完了しました。", method=name), after)
+            return removal_done(
+                _("%(method)sの無効化が完了しました。", method=name), others, codes_left
+            )
         error = _("無効化するには「はい、無効化して問題ありません。」にチェックを入れてください。")
-    return dialog(
-        "settings/_disable.html",
+    return removal_dialog(
         form=form,
         error=error,
         action=here,
@@ -255,6 +292,26 @@ def method_disable(kind: str) -> ResponseReturnValue:
         last=last,
         codes_left=codes_left,
     )
+
+
+def removal_dialog(**context) -> ResponseReturnValue:
+    """The confirm dialog for turning off a method or removing a passkey."""
+    return dialog("settings/_disable.html", **context)
+
+
+def removal_done(title: str, others: list[str], codes_left: int) -> ResponseReturnValue:
+    """The completion: what still works, or that 二段階認証 is off (with the codes)."""
+    if others:
+        after = _("ログインには、引き続き%(methods)sを使えます。", methods=_joined(others))
+    elif codes_left:
+        after = _(
+            "二段階認証はオフになりました。残っていたリカバリーコード（%(n)d個）も"
+            "使えなくなりました。",
+            n=codes_left,
+        )
+    else:
+        after = _("二段階認証はオフになりました。")
+    return done(title, after)
 
 
 def _joined(kinds: list[str]) -> str:
@@ -281,20 +338,22 @@ def recovery_regenerate() -> ResponseReturnValue:
     return dialog("settings/_regenerate.html", form=form, action=here)
 
 
-def announce_enabled(kind: str) -> None:
+def announce_enabled(kind: str, *, notice: bool = True) -> None:
     """After a method is turned on: other sessions end, the event is audited (an
-    intruder adding his own phone is what an operator looks for), the member is told."""
+    intruder adding his own phone is what an operator looks for), the member is told
+    (unless the caller sends a notice of its own)."""
     m = member()
     sessions.mark_reauthenticated(second_step=True)
     sessions.end_other_sessions(m)
     audit.record_request("method.enabled", method=kind)
-    notices.send(
-        m,
-        "method_enabled",
-        now=sessions.now(),
-        method=METHOD_NAMES[kind],
-        **notices.request_details(),
-    )
+    if notice:
+        notices.send(
+            m,
+            "method_enabled",
+            now=sessions.now(),
+            method=METHOD_NAMES[kind],
+            **notices.request_details(),
+        )
 
 
 @bp.route("/sessions/end-others", methods=["POST"])

@@ -15,22 +15,25 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import ContactMethod, Member, TotpCredential
-from . import devices, lockout, otp_codes, recovery, totp
+from ..models import ContactMethod, Member, Passkey, TotpCredential, WebAuthnChallenge
+from . import devices, lockout, otp_codes, passkeys, recovery, totp
 from .lockout import Lock
 from .otp_codes import Refusal, SendRefused, Status
+from .passkeys import Failure, RelyingParty
 from .totp import Enrolment
 
-METHODS = ("app", "email", "sms")
+METHODS = ("app", "email", "sms", "passkey")
 CONTACT_METHODS = ("email", "sms")
 
 __all__ = [
     "METHODS",
+    "Failure",
     "Lock",
     "Enrolment",
     "NoSecondStep",
     "Outcome",
     "Refusal",
+    "RelyingParty",
     "Result",
     "SendRefused",
     "Status",
@@ -58,6 +61,9 @@ class Result:
     status: Status | None = None
     # An app code that was right but already used: a replay, reported to the member.
     replayed: bool = False
+    # For passkeys: why the response was refused (a CLONED key is audited), and the key.
+    passkey: Failure | None = None
+    key: Passkey | None = None
 
     @property
     def ok(self) -> bool:
@@ -81,6 +87,8 @@ def contact_method(member: Member, kind: str) -> ContactMethod | None:
 
 
 def method_since(member: Member, kind: str) -> datetime | None:
+    if kind == "passkey":
+        return passkeys.first_added(member)
     row = totp_credential(member) if kind == "app" else contact_method(member, kind)
     return row.created_at if row is not None else None
 
@@ -95,6 +103,8 @@ def enabled_methods(member: Member) -> list[str]:
         db.select(ContactMethod).where(ContactMethod.member_id == member.id)
     ):
         found.append((row.created_at, row.kind))
+    if (since := passkeys.first_added(member)) is not None:
+        found.append((since, "passkey"))
     return [kind for _, kind in sorted(found)]
 
 
@@ -224,6 +234,64 @@ def _app_attempt(member: Member, code: str | None, now: datetime) -> Result:
     return result
 
 
+def verify_passkey(
+    member: Member,
+    response: str | None,
+    now: datetime,
+    rp: RelyingParty,
+    session_key: str,
+    purpose: str = "second",
+) -> Result:
+    """A second step (or re-authentication) with one of the member's passkeys: counted
+    against the lock like a code, since a refused response is a failed attempt."""
+    seen: dict[str, passkeys.Assertion] = {}
+
+    def check() -> bool:
+        seen["assertion"] = passkeys.check_assertion(
+            member, response, rp, session_key, purpose, now
+        )
+        return seen["assertion"].ok
+
+    result = _attempt(member, now, check)
+    assertion = seen.get("assertion")
+    if result.outcome is Outcome.WRONG and assertion is not None:
+        return Result(Outcome.WRONG, passkey=assertion.failure, key=assertion.key)
+    return result
+
+
+@dataclass(frozen=True)
+class PasswordlessResult:
+    """A passkey-only sign-in: the member it names (when the passkey is known) and the
+    outcome. ``failure`` says why a response was refused; ``lock`` a locked member."""
+
+    member: Member | None
+    key: Passkey | None = None
+    failure: Failure | None = None
+    lock: Lock | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.member is not None and self.failure is None and self.lock is None
+
+
+def passwordless(
+    response: str | None, now: datetime, rp: RelyingParty, session_key: str
+) -> PasswordlessResult:
+    """Sign in with a discoverable passkey and user verification: both steps at once.
+
+    Refusals do not count against the member's lock (anyone can send a response naming
+    a credential ID, and must not lock its owner out); the views limit them per address.
+    A member whose second step is locked is refused all the same: a lock is a lock."""
+    assertion = passkeys.check_assertion(None, response, rp, session_key, "passwordless", now)
+    owner = db.session.get(Member, assertion.key.member_id) if assertion.key is not None else None
+    if not assertion.ok:
+        return PasswordlessResult(owner, assertion.key, assertion.failure)
+    if (lock := lockout.current_lock(owner, now)) is not None:
+        return PasswordlessResult(owner, assertion.key, lock=lock)
+    lockout.record_success(owner, now)
+    return PasswordlessResult(owner, assertion.key)
+
+
 def send_signin_code(member: Member, kind: str, now: datetime) -> str:
     """Send a sign-in (or re-authentication) code by email/SMS; returns where it went.
     Raises :class:`SendRefused` when nothing was sent."""
@@ -260,6 +328,34 @@ def enable_app(
     if status is not Enrolment.OK:
         return status, []
     return status, _first_method_bookkeeping(member, "app", first and not replace, now)
+
+
+def enable_passkey(
+    member: Member, response: str | None, now: datetime, rp: RelyingParty, session_key: str
+) -> tuple[Passkey | Failure, list[str]]:
+    """Keep the passkey the browser just made. With it come new recovery codes when it
+    is the member's first second step (``[]`` otherwise, and for further keys)."""
+    first = not has_two_factor(member)
+    outcome = passkeys.finish_registration(member, response, rp, session_key, now)
+    if isinstance(outcome, Failure):
+        return outcome, []
+    return outcome, _first_method_bookkeeping(member, "passkey", first, now)
+
+
+def remove_passkey(member: Member, key_id: int) -> str | None:
+    """Remove one passkey; returns its name, or None when the member has no such key.
+    The last one going takes the method with it (see :func:`disable_method`)."""
+    names = passkeys.remove(member, key_id)
+    if not names:
+        return None
+    _after_removal(member)
+    return names[0]
+
+
+def _after_removal(member: Member) -> None:
+    devices.forget(member)
+    if not has_two_factor(member):
+        recovery.void(member)
 
 
 def send_setup_code(member: Member, kind: str, now: datetime) -> str:
@@ -302,6 +398,8 @@ def disable_method(member: Member, kind: str) -> None:
     forgotten with any method: the skip was granted on the strength of the old set."""
     if kind == "app":
         totp.remove(member)
+    elif kind == "passkey":
+        passkeys.remove(member)
     else:
         db.session.execute(
             delete(ContactMethod).where(
@@ -310,9 +408,7 @@ def disable_method(member: Member, kind: str) -> None:
         )
         db.session.commit()
         otp_codes.discard(member, f"signin:{kind}", f"setup:{kind}", f"change:{kind}")
-    devices.forget(member)
-    if not has_two_factor(member):
-        recovery.void(member)
+    _after_removal(member)
 
 
 def reset_all(member: Member, *, now: datetime | None = None, commit: bool = True) -> list[str]:
@@ -332,7 +428,7 @@ def reset_all(member: Member, *, now: datetime | None = None, commit: bool = Tru
         raise NoSecondStep
     removed = sum(
         db.session.execute(delete(model).where(model.member_id == member.id)).rowcount
-        for model in (TotpCredential, ContactMethod)
+        for model in (TotpCredential, ContactMethod, Passkey)
     )
     if not removed:
         raise NoSecondStep  # another reset removed them since: nothing was changed here
@@ -341,6 +437,7 @@ def reset_all(member: Member, *, now: datetime | None = None, commit: bool = Tru
         RecoveryCode,
         OneTimeCode,
         RememberedDevice,
+        WebAuthnChallenge,
     ):
         db.session.execute(delete(model).where(model.member_id == member.id))
     db.session.execute(

@@ -19,7 +19,7 @@ from ..extensions import db
 from ..models import Member, Policy
 
 LEVELS = ("off", "recommend", "required")
-METHODS = ("app", "email", "sms")
+METHODS = ("app", "email", "sms", "passkey")
 MODES = ("skip", "always")
 # A "skip" range may not be wider than this: skipping the second step for a whole
 # provider's address space would switch it off for strangers too.
@@ -33,6 +33,7 @@ FIELDS = (
     "trusted_networks",
     "shared_terminal_skip",
     "methods",
+    "passwordless",
     "issuer",
     "landing_path",
 )
@@ -142,6 +143,7 @@ def values(row: Policy) -> dict[str, str]:
         "trusted_networks": row.trusted_networks,
         "shared_terminal_skip": "yes" if row.shared_terminal_skip else "no",
         "methods": row.methods,
+        "passwordless": "yes" if row.passwordless else "no",
         "issuer": row.issuer,
         "landing_path": row.landing_path,
     }
@@ -220,7 +222,7 @@ def validate(
         clean[field] = level
     clean["grace_days"] = _days(text("grace_days"), 0, 365, errors, "grace_days")
     clean["remember_days"] = _days(text("remember_days"), 1, 365, errors, "remember_days")
-    for field in ("allow_remember_device", "shared_terminal_skip"):
+    for field in ("allow_remember_device", "shared_terminal_skip", "passwordless"):
         flag = _bool(text(field))
         if flag is None:
             errors[field] = "yes か no で指定してください。"
@@ -231,7 +233,7 @@ def validate(
     clean["trusted_networks"] = "\n".join(str(n) for n in found)
     methods = [m.strip() for m in text("methods").split(",") if m.strip()]
     if any(m not in METHODS for m in methods):
-        errors["methods"] = "方法は app・email・sms から選んでください。"
+        errors["methods"] = "方法は app・email・sms・passkey から選んでください。"
     elif not methods:
         errors["methods"] = "少なくとも1つの方法を選んでください。"
     clean["methods"] = ",".join(m for m in METHODS if m in methods)

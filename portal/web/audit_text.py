@@ -26,6 +26,7 @@ METHOD_NAMES = {
     "app": _l("認証アプリ"),
     "email": _l("メール"),
     "sms": _l("SMS"),
+    "passkey": _l("パスキー"),
     "recovery": _l("リカバリーコード"),
 }
 
@@ -39,6 +40,8 @@ LIMITS = {
     "recovery": _l("リカバリーコードの入力"),
     "resend": _l("コードの再送"),
     "reauth": _l("本人確認"),
+    "passkey": _l("パスキーだけでのログイン"),
+    "passkey-options": _l("パスキーでのログインの開始"),
     "admin": _l("管理画面での操作"),
     "reset-account": _l("このアカウントのパスワード再設定の申し込み"),
     "reset-address": _l("同じIPアドレスからのパスワード再設定の申し込み"),
@@ -70,6 +73,7 @@ POLICY_FIELDS = {
     "trusted_networks": _l("信頼済みネットワーク"),
     "shared_terminal_skip": _l("共用端末でのスキップ"),
     "methods": _l("メンバーが使える方法"),
+    "passwordless": _l("パスキーだけでのログイン"),
     "issuer": _l("サービス名"),
     "landing_path": _l("ログイン後に表示するページ"),
 }
@@ -102,6 +106,9 @@ KEYS = {
     "kind": _l("種類"),
     "mailed": _l("メール送信"),
     "requested_by": _l("リンクを申し込んだ人"),
+    "name": _l("名前"),
+    "key": _l("パスキー番号"),
+    "reason": _l("理由"),
 }
 
 NONE = _l("（なし）")
@@ -242,7 +249,7 @@ def _policy_value(field: str, value: Any) -> str:
         return _methods(value)
     if field in ("enforcement", "operator_enforcement"):
         return str(LEVELS.get(value, value))
-    if field in ("allow_remember_device", "shared_terminal_skip"):
+    if field in ("allow_remember_device", "shared_terminal_skip", "passwordless"):
         return {"yes": _("はい"), "no": _("いいえ")}.get(value, _value(value))
     if field == "trusted_networks" and isinstance(value, str):
         return "、".join(line.strip() for line in value.splitlines() if line.strip()) or str(NONE)
@@ -279,6 +286,36 @@ def _forgotten(d: dict) -> str:
     if d.pop("device", None) is not None:
         return _("1台の端末の記憶を解除しました。")
     return ""
+
+
+PASSKEY_REASONS = {
+    "gone": _l("確認の有効期限切れ"),
+    "invalid": _l("検証できない応答"),
+    "unknown": _l("登録されていないパスキー"),
+    "cloned": _l("使用回数が減った（複製のおそれ）"),
+    "locked": _l("二段階認証のロック中"),
+    "not_allowed": _l("パスキーだけでのログインは許可されていません"),
+}
+
+
+def _passkey(d: dict) -> str:
+    key, name = d.pop("key", None), d.pop("name", None)
+    if "old" in d and "new" in d:
+        said = _(
+            "パスキーの名前「%(old)s」→「%(new)s」",
+            old=_value(d.pop("old")),
+            new=_value(d.pop("new")),
+        )
+    elif name:
+        said = _("パスキー「%(name)s」", name=_value(name))
+    elif key is not None:
+        said = _("パスキー（番号 %(n)s）", n=_value(key))
+    else:
+        said = ""
+    if "reason" in d:
+        reason = d.pop("reason")
+        said = " ".join(p for p in (said, str(PASSKEY_REASONS.get(reason, _value(reason)))) if p)
+    return said
 
 
 def _recovery_used(d: dict) -> str:
@@ -348,6 +385,11 @@ WORDINGS: dict[str, Callable[[dict], str]] = {
     "admin.terminal_marked": _terminal,
     "admin.terminal_removed": _terminal,
     "device.remembered": _remembered,
+    "passkey.added": _passkey,
+    "passkey.renamed": _passkey,
+    "passkey.removed": _passkey,
+    "passkey.cloned": _passkey,
+    "signin.passkey_failed": _passkey,
     "device.forgotten": _forgotten,
     "recovery.used": _recovery_used,
     "profile.email_changed": _contact_changed,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from flask import Response
 from flask_login import current_user
 
-from .. import twofactor
+from .. import sessions, twofactor
 from ..models import Member
 from ..twofactor import CONTACT_METHODS
-from . import policy
+from . import passkeys, policy
 from .forms import ReauthCodeForm, ReauthPasswordForm
 from .htmx import render
 
@@ -37,6 +37,12 @@ def reauth_dialog(next_url: str, **context) -> Response:
     else:
         form = context.pop("form", None) or ReauthPasswordForm()
     methods = twofactor.usable_methods(m, policy.offered())
+    passkey_options = None
+    if "passkey" in methods and (rp := passkeys.relying_party()) is not None:
+        # A fresh challenge with each rendering of the dialog.
+        passkey_options = twofactor.passkeys.begin_authentication(
+            m, rp, passkeys.session_key(), "reauth", sessions.now()
+        )
     return dialog(
         "settings/_reauth.html",
         context.pop("status", 200),
@@ -45,5 +51,6 @@ def reauth_dialog(next_url: str, **context) -> Response:
         uses_code=isinstance(form, ReauthCodeForm),
         has_app="app" in methods,
         contact_methods=[k for k in methods if k in CONTACT_METHODS],
+        passkey_options=passkey_options,
         **context,
     )

@@ -31,8 +31,11 @@ OPEN_WHILE_ENROLLING = {
     "settings.totp_setup",
     "settings.contact_setup",
     "settings.contact_send",
+    "settings.passkey_setup",
+    "settings.passkey_register",
     "settings.reauth",
     "settings.reauth_send",
+    "settings.reauth_passkey",
 }
 
 

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from .. import pages, sessions
+from ..config import rp_id_problem
 from ..extensions import db
 from ..models import Member, Policy
 from ..twofactor import policy as rules
@@ -26,8 +27,19 @@ def issuer() -> str:
     return current().issuer or current_app.config["PORTAL_ISSUER"]
 
 
+def passkeys_possible() -> bool:
+    """Whether the server's address allows passkeys at all: not an IP address, and
+    https:// or http://localhost (PORTAL_BASE_URL, PORTAL_WEBAUTHN_RP_ID)."""
+    config = current_app.config
+    return rp_id_problem(config.get("PORTAL_WEBAUTHN_RP_ID"), config["PORTAL_BASE_URL"]) is None
+
+
 def offered() -> tuple[str, ...]:
-    return rules.offered_methods(current())
+    """The methods the policy offers, less passkeys where they cannot work."""
+    methods = rules.offered_methods(current())
+    if "passkey" in methods and not passkeys_possible():
+        methods = tuple(m for m in methods if m != "passkey")
+    return methods
 
 
 def network_mode() -> str | None:

@@ -26,6 +26,7 @@ SAMPLES = {
     "slug": "x",
     "device_id": "1",
     "terminal_id": "1",
+    "key_id": "1",
     "token": "not-a-reset-token",
 }
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
@@ -37,8 +38,14 @@ SECOND_STEP_URLS = {
     "/login/recovery",
     "/login/resend",
     "/login/method",
+    "/login/verify/passkey",
+    "/login/passkey/options",
+    "/login/passkey",
     "/logout",
 }
+# Sign-in itself: the password form, and a passkey alone (パスキーでログイン). A visitor
+# is answered there, not sent to /login.
+SIGN_IN_URLS = {"/login", "/login/passkey/options", "/login/passkey"}
 # パスワードをお忘れの方: open to visitors and pending sign-ins alike (they change only the
 # password of whoever holds a mailed link, and never sign anyone in).
 PASSWORD_RESET_URLS = {

@@ -404,7 +404,9 @@ def test_v2_1_11_password_managers_and_paste_are_welcome(client, member):
     import re
 
     login = client.get("/login").text
-    assert 'autocomplete="username"' in login and 'autocomplete="current-password"' in login
+    # "webauthn" also lets the browser offer passkeys in the same autofill.
+    assert 'autocomplete="username webauthn"' in login
+    assert 'autocomplete="current-password"' in login
     client.post("/login", data={"login_id": "alice", "password": PASSWORD})
     page = client.get("/settings/password").text
     assert page.count('autocomplete="new-password"') == 2

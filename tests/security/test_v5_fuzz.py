@@ -59,13 +59,21 @@ from wtforms.fields.core import UnboundField
 from portal import create_app, members, pages
 from portal.admin.forms import DeletePageForm, PageForm, PolicyForm, TerminalForm
 from portal.auth.forms import CodeForm as SignInCodeForm
-from portal.auth.forms import ForgotForm, LoginForm, RecoveryForm
+from portal.auth.forms import (
+    ForgotForm,
+    LoginForm,
+    PasskeyForm,
+    PasskeyLoginForm,
+    RecoveryForm,
+)
 from portal.extensions import db
 from portal.models import ContactMethod, Member, MemberPage, RecoveryCode, TotpCredential
 from portal.settings.forms import CodeForm as SettingsCodeForm
 from portal.settings.forms import (
     ContactConfirmForm,
     ContactKindForm,
+    PasskeyAnswerForm,
+    PasskeyNameForm,
     PasswordChangeForm,
     PasswordStrengthForm,
     ProfileForm,
@@ -96,12 +104,20 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "auth.recovery_login": (RecoveryForm,),
     "auth.resend": (ActionForm,),
     "auth.choose_method": (MethodForm,),
+    "auth.verify_passkey": (PasskeyForm,),
+    "auth.passkey_options": (),  # reads no form: a prompt's options (JSON)
+    "auth.passkey_login": (PasskeyLoginForm,),
     "auth.logout": (),  # reads no form at all
     "auth.forgot": (ForgotForm,),  # issues a link: same answer for every value
     "auth.reset_password": (NewPasswordForm,),  # no link opened: nothing to change
     "auth.reset_strength": (NewPasswordForm,),  # judges, stores nothing
     "settings.reauth": (ReauthCodeForm, ReauthPasswordForm),
     "settings.reauth_send": (MethodForm,),
+    "settings.reauth_passkey": (PasskeyAnswerForm,),
+    "settings.passkey_setup": (PasskeyNameForm,),
+    "settings.passkey_register": (PasskeyAnswerForm,),
+    "settings.passkey_rename": (PasskeyNameForm,),
+    "settings.passkey_remove": (ConfirmForm,),
     "settings.preferred": (MethodForm,),
     "settings.method_disable": (ConfirmForm,),
     "settings.recovery_regenerate": (ActionForm,),
@@ -403,7 +419,7 @@ HINTS = {
     "login_id": ["alice", "boss", "ALICE"],
     "email": ["alice@example.com", "boss@example.com", " alice@example.com "],
     "phone": ["+819012345678", "090-1234-5678", "０９０ー１２３４ー５６７８", ""],
-    "method": ["app", "email", "sms", "recovery"],
+    "method": ["app", "email", "sms", "passkey", "recovery"],
     "kind": ["email", "sms", "app"],
     "slug": ["guide", "new-page", "x", "-", "a" * 64, "Guide"],
     "title": ["ご案内", " t ", "x" * 200, "x" * 201],
