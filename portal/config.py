@@ -62,9 +62,10 @@ DEFAULTS: dict[str, Any] = {
     # Re-authentication per client address, and password re-checks per member.
     "PORTAL_LIMIT_REAUTH": "30 per minute;300 per hour",
     "PORTAL_LIMIT_REAUTH_PASSWORD": "10 per 15 minutes",
-    # Passkey-only sign-in per client address: prompts asked for, and answers checked
-    # (a refused answer does not count against any member's lock, so this bounds it).
-    "PORTAL_LIMIT_PASSKEY_OPTIONS": "30 per minute;300 per hour",
+    # Passkey-only sign-in per client address: prompts asked for (every /login visit of
+    # a browser with passkey autofill asks for one), and answers checked (a refused
+    # answer does not count against any member's lock, so this bounds it).
+    "PORTAL_LIMIT_PASSKEY_OPTIONS": "60 per minute;1000 per hour",
     "PORTAL_LIMIT_PASSKEY": "10 per minute;60 per hour",
     # パスワードをお忘れの方: requests per client address, and per typed login ID or
     # address (each one may mail a link; counted whether or not it names a member, so a

@@ -309,6 +309,8 @@ def run(out: Path, only: set[str], family: str, browser: Browser, server, secret
     page.locator("#section-passkey").evaluate("s => s.scrollIntoView()")
     shoot(page, "settings-passkey")
     authenticator.presence(False)
+    if family == "phone":
+        page.get_by_role("button", name="メニュー").click()
     page.locator("header").get_by_role("button", name="ログアウト").click()
     expect(page).to_have_url(f"{url}/login")
     shoot(page, "login-passkey")

@@ -122,13 +122,12 @@
           form.submit();
         },
         function (err) {
-          if (err && err.server) {
-            say(box, err.server);
-          } else if (!autofill) {
-            say(box, messageFor(err, box));
+          // The autofill offer is quiet: it ends when the member presses the button or
+          // leaves, and a refusal of it (e.g. a busy office over the limit) is not the
+          // member's doing. Only the button's prompt reports what went wrong.
+          if (!autofill) {
+            say(box, err && err.server ? err.server : messageFor(err, box));
           }
-          // A quiet autofill request ends when the member presses the button or
-          // leaves; that is no error to show.
         }
       );
   }

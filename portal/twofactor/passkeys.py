@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
 from webauthn import (
+    base64url_to_bytes,
     generate_authentication_options,
     generate_registration_options,
     options_to_json,
@@ -48,6 +49,7 @@ from ..models import Member, Passkey, WebAuthnChallenge
 from .crypto import code_hasher
 
 MAX_KEYS = 10
+CREDENTIAL_ID_MAX = 1023  # bytes (WebAuthn L3 7.1: longer IDs are refused)
 NAME_MAX = 64
 CHALLENGE_SECONDS = 5 * 60
 # A browser's response is a few kilobytes; anything far larger is not one.
@@ -344,6 +346,8 @@ def finish_registration(
         )
     except (WebAuthnException, ValueError, TypeError, LookupError):
         return Failure.INVALID
+    if len(verified.credential_id) > CREDENTIAL_ID_MAX or _framed(data):
+        return Failure.INVALID
     if count(member) >= MAX_KEYS:
         return Failure.TOO_MANY
     name = row.name
@@ -454,16 +458,19 @@ def check_assertion(
     key = db.session.scalar(query)
     if key is None:
         return Assertion(failure=Failure.UNKNOWN)
-    if member is None:
-        owner = db.session.get(Member, key.member_id)
-        handle = credential.response.user_handle
-        if (
+    # The user handle, when the authenticator sends one, must be the key owner's (WebAuthn
+    # L3 7.2 step 6); passwordless, it must be there, since it says who signs in.
+    owner = member if member is not None else db.session.get(Member, key.member_id)
+    handle = credential.response.user_handle
+    if (handle is None and member is None) or (
+        handle is not None
+        and (
             owner is None
             or owner.webauthn_user_id is None
-            or handle is None
             or not hmac.compare_digest(handle, owner.webauthn_user_id)
-        ):
-            return Assertion(failure=Failure.UNKNOWN)
+        )
+    ):
+        return Assertion(failure=Failure.UNKNOWN)
     try:
         # The counter is compared below, after the signature, so that only a response
         # signed by the key itself can report a clone.
@@ -478,6 +485,11 @@ def check_assertion(
         )
     except (WebAuthnException, ValueError, TypeError, LookupError):
         return Assertion(key=key, failure=Failure.INVALID)
+    synced = verified.credential_device_type.value == "multi_device"
+    if _framed(data) or (key.backup_eligible and not synced):
+        # Run inside another site's frame, or a synced passkey answering as a device-bound
+        # one (L3 7.2: backup eligibility never changes that way): not this key's answer.
+        return Assertion(key=key, failure=Failure.INVALID)
     new_count = verified.new_sign_count
     if (new_count or key.sign_count) and new_count <= key.sign_count:
         return Assertion(key=key, failure=Failure.CLONED)
@@ -490,6 +502,21 @@ def check_assertion(
     ).rowcount
     db.session.commit()
     if moved != 1:
-        return Assertion(key=key, failure=Failure.CLONED)
+        # Another answer of this key was accepted meanwhile (or the key was removed): no
+        # proof of a clone, so refused quietly rather than reported as one.
+        return Assertion(key=key, failure=Failure.GONE)
     db.session.refresh(key)
     return Assertion(key=key)
+
+
+def _framed(data: dict) -> bool:
+    """Whether the ceremony ran inside a cross-origin frame (clientDataJSON's crossOrigin
+    or topOrigin, which py_webauthn does not look at). The portal forbids framing; a
+    response that says it was framed did not come from the portal's own page."""
+    try:
+        client = json.loads(base64url_to_bytes(data["response"]["clientDataJSON"]))
+    except (ValueError, TypeError, LookupError, RecursionError):
+        return True
+    if not isinstance(client, dict):
+        return True
+    return client.get("crossOrigin") is True or "topOrigin" in client
