@@ -320,6 +320,9 @@ def open_by_keyboard(page: Page, opener) -> None:
     opener.focus()
     page.keyboard.press("Enter")
     expect(page.locator("dialog#dialog")).to_be_visible()
+    # portal.js moves focus into the new content once it has settled; a key pressed
+    # before that (on a busy machine) would go to whatever the focus then lands on.
+    expect(page.locator("#dialog-content :focus")).to_have_count(1)
 
 
 def closed_and_refreshed(page: Page, close, refresh_path: str) -> None:

@@ -392,3 +392,17 @@ def test_passwordless_sign_in_goes_only_to_a_local_next(app, client, member):
         )
         assert response.status_code == 302 and response.location == "/", target
         client.post("/logout")
+
+
+def test_two_registrations_racing_past_the_limit_keep_ten_keys(alice, monkeypatch):
+    """Both passed the count check before either stored its key: the later one gives way."""
+    from portal.twofactor import passkeys as module
+
+    device = SoftAuthenticator(origin=BASE)
+    for n in range(passkeys.MAX_KEYS - 1):
+        assert isinstance(register(alice, device, name=f"鍵{n}"), Passkey)
+    monkeypatch.setattr(module, "count", lambda m: 0)  # the other request's view
+    assert isinstance(register(alice, device, name="十個目"), Passkey)
+    assert register(alice, device, name="十一個目") is Failure.TOO_MANY
+    names = [k.name for k in passkeys.listed(alice)]
+    assert len(names) == passkeys.MAX_KEYS and "十一個目" not in names

@@ -376,6 +376,12 @@ def finish_registration(
     except IntegrityError:
         db.session.rollback()  # this credential is registered already (to anyone)
         return Failure.DUPLICATE
+    # Two registrations racing past the count above: the later key gives way.
+    newer = db.select(func.count()).where(Passkey.member_id == member.id, Passkey.id <= key.id)
+    if db.session.scalar(newer) > MAX_KEYS:
+        db.session.execute(delete(Passkey).where(Passkey.id == key.id))
+        db.session.commit()
+        return Failure.TOO_MANY
     return key
 
 
