@@ -35,13 +35,9 @@ def relying_party() -> RelyingParty | None:
     return RelyingParty(id=rp_id or host, origin=origin, name=policy.issuer())
 
 
-def available() -> bool:
-    """Whether passkeys are offered: the policy lists them and the address allows them."""
-    return "passkey" in policy.offered()
-
-
 def passwordless_allowed() -> bool:
-    return available() and policy.current().passwordless
+    """パスキーでログイン is offered: passkeys are (policy and address), and the switch is on."""
+    return "passkey" in policy.offered() and policy.current().passwordless
 
 
 def session_key() -> str:
