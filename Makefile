@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORTAL_ENV ?= development
 
-.PHONY: run test lint format install install-test screenshots mutation clean
+.PHONY: run test lint format install install-test translations screenshots mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,23 +13,32 @@ $(BIN)/python:
 
 # Reinstall when the dependency list changes.
 # pip's output goes to a log, shown only when the install fails.
-$(VENV)/.installed: setup.cfg pyproject.toml MANIFEST.in | $(BIN)/python
+$(VENV)/.installed: setup.cfg pyproject.toml MANIFEST.in setup.py | $(BIN)/python
 	@echo "Installing the portal into $(VENV) (log: $(VENV)/install.log)"
 	@$(BIN)/pip install --quiet -e . > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@touch $@
 
-$(VENV)/.installed-test: setup.cfg pyproject.toml MANIFEST.in | $(BIN)/python
+$(VENV)/.installed-test: setup.cfg pyproject.toml MANIFEST.in setup.py | $(BIN)/python
 	@echo "Installing the portal and its test tools into $(VENV) (log: $(VENV)/install.log)"
 	@$(BIN)/pip install --quiet -e '.[test]' > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	touch $(VENV)/.installed $@
 
-$(VENV)/.installed-dev: setup.cfg pyproject.toml MANIFEST.in | $(BIN)/python
+$(VENV)/.installed-dev: setup.cfg pyproject.toml MANIFEST.in setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $(VENV)/.installed-test $@
 
-install: $(VENV)/.installed
+# The compiled catalogues (.mo files, not in git), rebuilt whenever their .po changes.
+# Without them the portal still runs, in Japanese only.
+CATALOGUES := $(patsubst %.po,%.mo,$(wildcard portal/translations/*/LC_MESSAGES/messages.po))
 
-install-test: $(VENV)/.installed-test
+$(CATALOGUES): %.mo: %.po | $(VENV)/.installed
+	@$(BIN)/pybabel compile --statistics -i $< -o $@ > $(VENV)/babel.log 2>&1 || (cat $(VENV)/babel.log; exit 1)
+
+translations: $(CATALOGUES)
+
+install: $(VENV)/.installed translations
+
+install-test: $(VENV)/.installed-test translations
 	scripts/ensure-chromium.sh
 	scripts/ensure-redis.sh
 
@@ -71,4 +80,4 @@ mutation: $(VENV)/.installed-dev
 	$(BIN)/python scripts/mutation-summary.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info mutants
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info mutants $(CATALOGUES)

@@ -31,11 +31,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)
     mail.init_app(app)
-    babel.init_app(app, locale_selector=lambda: "ja")
     from flask_babel import format_date, format_datetime, get_locale
 
+    from . import i18n, useragent
+    from .web import language
+
+    babel.init_app(
+        app, locale_selector=language.select_locale, timezone_selector=language.select_timezone
+    )
     app.jinja_env.globals.update(
-        get_locale=get_locale, format_date=format_date, format_datetime=format_datetime
+        get_locale=get_locale,
+        format_date=format_date,
+        format_datetime=format_datetime,
+        local_time=i18n.local_time,
+        languages=i18n.available,
+        browser_label=useragent.shown,
     )
     login_manager.init_app(app)
     limiter.init_app(app)
@@ -97,6 +107,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if app.config["PORTAL_SMS_BACKEND"] == "console":
             app.logger.warning(
                 "PORTAL_SMS_BACKEND is 'console': SMS codes cannot be sent in production."
+            )
+        if not i18n.compiled("en"):
+            app.logger.warning(
+                "The English catalogue is not compiled: the portal is Japanese only. "
+                "Run: pybabel compile -d portal/translations"
             )
         if app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
             app.logger.warning("REDIS_URL is not set: rate limits are counted per worker process.")

@@ -12,55 +12,60 @@ from datetime import datetime
 from typing import Any
 
 from flask import has_request_context, request
-from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext
 from flask_login import current_user
 
 from .extensions import db
 from .models import AuditEvent, Member, utcnow
 
-# event -> label shown to operators
+# event -> label shown to operators (a context of its own: "パスワードの変更" names a
+# past event here, and a page elsewhere)
 EVENTS = {
-    "signin.success": _l("ログイン成功"),
-    "signin.password_failed": _l("ログイン失敗（パスワード）"),
-    "signin.second_step_failed": _l("ログイン失敗（二段階認証）"),
-    "signin.code_replayed": _l("使用済みの認証コードの再入力"),
-    "signin.locked": _l("二段階認証のロック"),
-    "signin.blocked": _l("二段階認証の停止（管理者の解除待ち）"),
-    "admin.unlock_2fa": _l("管理者による二段階認証のロック解除"),
-    "signin.throttled": _l("ログイン試行の制限"),
-    "signin.mailbox_only": _l("ログインの拒否（メール再設定後、メール以外の二段階認証なし）"),
-    "request.throttled": _l("操作回数の制限"),
-    "signout": _l("ログアウト"),
-    "sessions.ended_others": _l("ほかの端末からのサインアウト"),
-    "admin.signin": _l("管理者のログイン"),
-    "reauth.failed": _l("本人確認の失敗"),
-    "method.enabled": _l("二段階認証の設定"),
-    "method.disabled": _l("二段階認証の無効化"),
-    "app.replaced": _l("認証アプリの変更"),
-    "recovery.regenerated": _l("リカバリーコードの再発行"),
-    "recovery.used": _l("リカバリーコードの使用"),
-    "profile.email_changed": _l("メールアドレスの変更"),
-    "profile.phone_changed": _l("電話番号の変更"),
-    "profile.change_cancelled": _l("連絡先の変更の取り消し"),
-    "password.changed": _l("パスワードの変更"),
-    "password.reset_requested": _l("パスワード再設定の申し込み"),
-    "password.reset": _l("パスワードの再設定"),
-    "admin.password_reset_sent": _l("管理者によるパスワード再設定リンクの送信"),
-    "admin.reset_2fa": _l("管理者による二段階認証の無効化"),
-    "admin.page_saved": _l("メンバーページの保存"),
-    "admin.page_deleted": _l("メンバーページの削除"),
-    "admin.operator_granted": _l("管理者権限の付与"),
-    "admin.export": _l("個人データのエクスポート"),
-    "admin.policy_changed": _l("二段階認証方式の設定の変更"),
-    "admin.terminal_marked": _l("共用端末の登録"),
-    "admin.terminal_removed": _l("共用端末の登録解除"),
-    "passkey.added": _l("パスキーの追加"),
-    "passkey.renamed": _l("パスキーの名前の変更"),
-    "passkey.removed": _l("パスキーの削除"),
-    "passkey.cloned": _l("複製のおそれがあるパスキーの使用"),
-    "signin.passkey_failed": _l("ログイン失敗（パスキーのみ）"),
-    "device.remembered": _l("端末の記憶"),
-    "device.forgotten": _l("端末の記憶の解除"),
+    "signin.success": lazy_pgettext("audit event", "ログイン成功"),
+    "signin.password_failed": lazy_pgettext("audit event", "ログイン失敗（パスワード）"),
+    "signin.second_step_failed": lazy_pgettext("audit event", "ログイン失敗（二段階認証）"),
+    "signin.code_replayed": lazy_pgettext("audit event", "使用済みの認証コードの再入力"),
+    "signin.locked": lazy_pgettext("audit event", "二段階認証のロック"),
+    "signin.blocked": lazy_pgettext("audit event", "二段階認証の停止（管理者の解除待ち）"),
+    "admin.unlock_2fa": lazy_pgettext("audit event", "管理者による二段階認証のロック解除"),
+    "signin.throttled": lazy_pgettext("audit event", "ログイン試行の制限"),
+    "signin.mailbox_only": lazy_pgettext(
+        "audit event", "ログインの拒否（メール再設定後、メール以外の二段階認証なし）"
+    ),
+    "request.throttled": lazy_pgettext("audit event", "操作回数の制限"),
+    "signout": lazy_pgettext("audit event", "ログアウト"),
+    "sessions.ended_others": lazy_pgettext("audit event", "ほかの端末からのサインアウト"),
+    "admin.signin": lazy_pgettext("audit event", "管理者のログイン"),
+    "reauth.failed": lazy_pgettext("audit event", "本人確認の失敗"),
+    "method.enabled": lazy_pgettext("audit event", "二段階認証の設定"),
+    "method.disabled": lazy_pgettext("audit event", "二段階認証の無効化"),
+    "app.replaced": lazy_pgettext("audit event", "認証アプリの変更"),
+    "recovery.regenerated": lazy_pgettext("audit event", "リカバリーコードの再発行"),
+    "recovery.used": lazy_pgettext("audit event", "リカバリーコードの使用"),
+    "profile.email_changed": lazy_pgettext("audit event", "メールアドレスの変更"),
+    "profile.phone_changed": lazy_pgettext("audit event", "電話番号の変更"),
+    "profile.change_cancelled": lazy_pgettext("audit event", "連絡先の変更の取り消し"),
+    "password.changed": lazy_pgettext("audit event", "パスワードの変更"),
+    "password.reset_requested": lazy_pgettext("audit event", "パスワード再設定の申し込み"),
+    "password.reset": lazy_pgettext("audit event", "パスワードの再設定"),
+    "admin.password_reset_sent": lazy_pgettext(
+        "audit event", "管理者によるパスワード再設定リンクの送信"
+    ),
+    "admin.reset_2fa": lazy_pgettext("audit event", "管理者による二段階認証の無効化"),
+    "admin.page_saved": lazy_pgettext("audit event", "メンバーページの保存"),
+    "admin.page_deleted": lazy_pgettext("audit event", "メンバーページの削除"),
+    "admin.operator_granted": lazy_pgettext("audit event", "管理者権限の付与"),
+    "admin.export": lazy_pgettext("audit event", "個人データのエクスポート"),
+    "admin.policy_changed": lazy_pgettext("audit event", "二段階認証方式の設定の変更"),
+    "admin.terminal_marked": lazy_pgettext("audit event", "共用端末の登録"),
+    "admin.terminal_removed": lazy_pgettext("audit event", "共用端末の登録解除"),
+    "passkey.added": lazy_pgettext("audit event", "パスキーの追加"),
+    "passkey.renamed": lazy_pgettext("audit event", "パスキーの名前の変更"),
+    "passkey.removed": lazy_pgettext("audit event", "パスキーの削除"),
+    "passkey.cloned": lazy_pgettext("audit event", "複製のおそれがあるパスキーの使用"),
+    "signin.passkey_failed": lazy_pgettext("audit event", "ログイン失敗（パスキーのみ）"),
+    "device.remembered": lazy_pgettext("audit event", "端末の記憶"),
+    "device.forgotten": lazy_pgettext("audit event", "端末の記憶の解除"),
 }
 
 

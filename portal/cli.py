@@ -8,6 +8,7 @@ import sys
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
+from flask_babel import gettext as _
 
 from . import members
 from .extensions import db
@@ -198,7 +199,7 @@ def demo_accounts():
                 login_id,
                 email=f"{login_id}@example.com",
                 password=password,
-                name="デモ会員" if not operator else "デモ管理者",
+                name=_("デモ会員") if not operator else _("デモ管理者"),
                 is_operator=operator,
             )
         else:

@@ -11,6 +11,7 @@ import phonenumbers
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import delete, update
 
 from .extensions import db
@@ -38,7 +39,7 @@ def login_key(login_id: str) -> str:
 def check_login_id(login_id: str) -> str:
     value = login_id.strip()
     if not LOGIN_ID_RE.fullmatch(value):
-        raise MemberError("ログインIDは3〜64文字の半角英数字と「. _ -」で入力してください。")
+        raise MemberError(_("ログインIDは3〜64文字の半角英数字と「. _ -」で入力してください。"))
     return value
 
 
@@ -49,11 +50,17 @@ def check_password_rule(password: str, user_inputs: Sequence[str] = ()) -> str:
     words. No composition rules (ASVS 2.1.9): a long passphrase is the best password."""
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise MemberError(
-            f"パスワードは{PASSWORD_MIN}文字以上{PASSWORD_MAX}文字以内で入力してください。"
+            _(
+                "パスワードは%(min)d文字以上%(max)d文字以内で入力してください。",
+                min=PASSWORD_MIN,
+                max=PASSWORD_MAX,
+            )
         )
     reason = weakness(password, user_inputs)
     if reason is not None:
-        raise MemberError(f"このパスワードは推測されやすいため使えません。{reason}")
+        raise MemberError(
+            _("このパスワードは推測されやすいため使えません。%(reason)s", reason=reason)
+        )
     return password
 
 
@@ -62,12 +69,12 @@ STRENGTH_WINDOW = 72
 
 
 def weakness(password: str, user_inputs: Sequence[str] = ()) -> str | None:
-    """Why the password is too easy to guess, in Japanese; None when it is strong."""
+    """Why the password is too easy to guess, in the reader's language; None when strong."""
     return strength(password, user_inputs)[1]
 
 
 def strength(password: str, user_inputs: Sequence[str] = ()) -> tuple[int, str | None]:
-    """zxcvbn's score (0–4) and, below PORTAL_PASSWORD_MIN_SCORE, the reason in Japanese:
+    """zxcvbn's score (0–4) and, below PORTAL_PASSWORD_MIN_SCORE, the reason in words:
     the same judgement for the live meter on the password page and the final check."""
     from zxcvbn import zxcvbn
 
@@ -83,18 +90,18 @@ def _reason(result: dict) -> str:
     patterns = {match["pattern"] for match in result["sequence"]}
     dictionaries = {match.get("dictionary_name") for match in result["sequence"]}
     if "user_inputs" in dictionaries:
-        return "ログインID・氏名・メールアドレスを含めないでください。"
+        return _("ログインID・氏名・メールアドレスを含めないでください。")
     if "passwords" in dictionaries:
-        return "よく使われているパスワードや、その一部です。"
+        return _("よく使われているパスワードや、その一部です。")
     if "repeat" in patterns:
-        return "同じ文字や文字列の繰り返しは推測されやすくなります。"
+        return _("同じ文字や文字列の繰り返しは推測されやすくなります。")
     if "sequence" in patterns:
-        return "「abc」「123」のような連続した文字は推測されやすくなります。"
+        return _("「abc」「123」のような連続した文字は推測されやすくなります。")
     if "spatial" in patterns:
-        return "キーボードの並び（qwerty など）は推測されやすくなります。"
+        return _("キーボードの並び（qwerty など）は推測されやすくなります。")
     if "date" in patterns or "regex" in patterns:
-        return "日付や年は推測されやすくなります。"
-    return "単語を4つ以上組み合わせるなど、長く推測されにくいパスワードにしてください。"
+        return _("日付や年は推測されやすくなります。")
+    return _("単語を4つ以上組み合わせるなど、長く推測されにくいパスワードにしてください。")
 
 
 def _input_words(value: str) -> list[str]:
@@ -106,11 +113,11 @@ def _input_words(value: str) -> list[str]:
 def check_email(email: str) -> str:
     value = email.strip()
     if len(value) > 254 or not EMAIL_RE.fullmatch(value) or _has_control(value):
-        raise MemberError("メールアドレスの形式が正しくありません。")
+        raise MemberError(_("メールアドレスの形式が正しくありません。"))
     try:
         value.split("@", 1)[1].encode("idna")
     except UnicodeError:
-        raise MemberError("メールアドレスの形式が正しくありません。") from None
+        raise MemberError(_("メールアドレスの形式が正しくありません。")) from None
     return value
 
 
@@ -122,7 +129,7 @@ def check_name(name: str) -> str:
     """Control characters (NUL among them) are refused: PostgreSQL rejects NUL in text."""
     value = name.strip()
     if _has_control(value):
-        raise MemberError("氏名に使用できない文字が含まれています。")
+        raise MemberError(_("氏名に使用できない文字が含まれています。"))
     return value
 
 
@@ -139,11 +146,11 @@ def normalise_phone(raw: str, countries: list[str] | None = None) -> str:
     try:
         number = phonenumbers.parse(value, "JP")
     except phonenumbers.NumberParseException:
-        raise MemberError("電話番号の形式が正しくありません。") from None
+        raise MemberError(_("電話番号の形式が正しくありません。")) from None
     if not phonenumbers.is_valid_number(number):
-        raise MemberError("電話番号の形式が正しくありません。")
+        raise MemberError(_("電話番号の形式が正しくありません。"))
     if phonenumbers.region_code_for_number(number) not in allowed:
-        raise MemberError("この国・地域の電話番号は登録できません。")
+        raise MemberError(_("この国・地域の電話番号は登録できません。"))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -219,7 +226,7 @@ def create(
     phone = normalise_phone(phone)
     check_password_rule(password, (login_id, name, email))
     if find(login_id) is not None:
-        raise MemberError(f"ログインID「{login_id}」は既に使われています。")
+        raise MemberError(_("ログインID「%(login_id)s」は既に使われています。", login_id=login_id))
     member = Member(
         login_id=login_id,
         login_key=login_key(login_id),
@@ -258,16 +265,16 @@ def new_password_errors(member: Member, new: str, confirm: str) -> dict[str, str
     new_field, confirm_field = "new_password", "new_password_confirm"
     errors: dict[str, str] = {}
     if not new:
-        errors[new_field] = "新しいパスワードを入力してください。"
+        errors[new_field] = _("新しいパスワードを入力してください。")
     else:
         try:
             check_password_rule(new, (member.login_id, member.name, member.email))
         except MemberError as exc:
             errors[new_field] = str(exc)
     if not confirm:
-        errors[confirm_field] = "確認用のパスワードを入力してください。"
+        errors[confirm_field] = _("確認用のパスワードを入力してください。")
     elif new and confirm != new:
-        errors[confirm_field] = "確認用のパスワードが一致しません。"
+        errors[confirm_field] = _("確認用のパスワードが一致しません。")
     return errors
 
 

@@ -1,50 +1,59 @@
-"""Texts of the codes and notices the portal sends, in Japanese.
+"""Texts of the codes and mails the portal sends, in the member's language.
 
-Rendered from ``templates/mail/``. Links are built from PORTAL_BASE_URL, never from
-the request's Host header (a forged Host would otherwise put an attacker's link in a
-genuine mail).
+Rendered from ``templates/mail/`` under the member's stored language (Japanese unless
+they chose another; see :func:`portal.i18n.speaking_to`). Links are built from
+PORTAL_BASE_URL, never from the request's Host header (a forged Host would otherwise
+put an attacker's link in a genuine mail).
 """
 
 from __future__ import annotations
 
 from flask import current_app, render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
+from . import i18n
 from .models import Member
 from .web import policy
 
 PURPOSE_SUBJECTS = {
-    "signin": "ログイン用の認証コード",
-    "setup": "二段階認証の設定用の確認コード",
-    "change": "連絡先変更の確認コード",
+    "signin": _l("ログイン用の認証コード"),
+    "setup": _l("二段階認証の設定用の確認コード"),
+    "change": _l("連絡先変更の確認コード"),
 }
 
 
-def _code_message(purpose: str, code: str, channel: str) -> tuple[str, str]:
-    issuer = policy.issuer()
+def subject(issuer: str, text: object) -> str:
+    """「【issuer】text」, the way every mail's subject starts with the service's name."""
+    return _("【%(issuer)s】%(subject)s", issuer=issuer, subject=str(text))
+
+
+def _code_message(member: Member, purpose: str, code: str, channel: str) -> tuple[str, str]:
     minutes = current_app.config["PORTAL_OTP_SECONDS"] // 60
-    subject = f"【{issuer}】{PURPOSE_SUBJECTS[purpose]}"
     template = "mail/code_sms.txt" if channel == "sms" else "mail/code.txt"
-    text = render_template(
-        template,
-        issuer=issuer,
-        code=code,
-        minutes=minutes,
-        purpose=purpose,
-        base_url=current_app.config["PORTAL_BASE_URL"],
-    )
-    return subject, text
+    with i18n.speaking_to(member):
+        issuer = policy.issuer()
+        text = render_template(
+            template,
+            issuer=issuer,
+            code=code,
+            minutes=minutes,
+            purpose=purpose,
+            base_url=current_app.config["PORTAL_BASE_URL"],
+        )
+        return subject(issuer, PURPOSE_SUBJECTS[purpose]), text
 
 
-def signin_code(code: str, channel: str) -> tuple[str, str]:
-    return _code_message("signin", code, channel)
+def signin_code(member: Member, code: str, channel: str) -> tuple[str, str]:
+    return _code_message(member, "signin", code, channel)
 
 
-def setup_code(code: str, channel: str) -> tuple[str, str]:
-    return _code_message("setup", code, channel)
+def setup_code(member: Member, code: str, channel: str) -> tuple[str, str]:
+    return _code_message(member, "setup", code, channel)
 
 
-def change_code(code: str, channel: str) -> tuple[str, str]:
-    return _code_message("change", code, channel)
+def change_code(member: Member, code: str, channel: str) -> tuple[str, str]:
+    return _code_message(member, "change", code, channel)
 
 
 def password_reset_link(
@@ -52,15 +61,16 @@ def password_reset_link(
 ) -> tuple[str, str]:
     """The パスワードをお忘れの方 mail: the single-use link (from PORTAL_BASE_URL), how
     long it works, and what to do if the member did not ask."""
-    issuer = policy.issuer()
     base_url = current_app.config["PORTAL_BASE_URL"]
-    text = render_template(
-        "mail/password_reset.txt",
-        issuer=issuer,
-        member=member,
-        link=f"{base_url}/login/reset/{token}",
-        minutes=minutes,
-        by_operator=by_operator,
-        base_url=base_url,
-    )
-    return f"【{issuer}】パスワード再設定のご案内", text
+    with i18n.speaking_to(member):
+        issuer = policy.issuer()
+        text = render_template(
+            "mail/password_reset.txt",
+            issuer=issuer,
+            member=member,
+            link=f"{base_url}/login/reset/{token}",
+            minutes=minutes,
+            by_operator=by_operator,
+            base_url=base_url,
+        )
+        return subject(issuer, _("パスワード再設定のご案内")), text

@@ -91,6 +91,10 @@ class Member(db.Model):
     webauthn_user_id: Mapped[bytes | None] = mapped_column(
         LargeBinary(64), nullable=True, unique=True
     )
+    # The member's language ("ja", "en") and IANA time zone; None: the browser's
+    # language and PORTAL_TIMEZONE. Mail and SMS use the stored language (else Japanese).
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

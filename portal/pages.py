@@ -17,6 +17,7 @@ import re
 import secrets
 
 import nh3
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 from sqlalchemy.exc import IntegrityError
 
@@ -87,8 +88,8 @@ CLEAN_CONTENT_TAGS = {
 class PageError(ValueError):
     """A page cannot be saved as given; ``field`` says which form field is at fault."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, message: object) -> None:
+        super().__init__(str(message))
         self.field = field
 
 
@@ -171,9 +172,9 @@ def slug_taken(slug: str, except_id: int | None = None) -> bool:
     return db.session.scalar(query) is not None
 
 
-SLUG_TAKEN = "このスラッグは既に使われています。"
-SLUG_INVALID = "スラッグは1〜64文字の半角英小文字・数字・ハイフン（-）で入力してください。"
-MENU_ORDER_INVALID = "表示順は0〜999の半角数字で入力してください。"
+SLUG_TAKEN = _l("このスラッグは既に使われています。")
+SLUG_INVALID = _l("スラッグは1〜64文字の半角英小文字・数字・ハイフン（-）で入力してください。")
+MENU_ORDER_INVALID = _l("表示順は0〜999の半角数字で入力してください。")
 
 
 def save(

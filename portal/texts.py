@@ -8,6 +8,7 @@ from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from .i18n import local_time
 from .twofactor import Refusal, SendRefused, Status
 
 WRONG_CODE = _l("認証コードが正しくありません。")
@@ -45,7 +46,7 @@ def lock_message(until: datetime | None, now: datetime | None = None) -> str:
     same_day = format_datetime(until, "yyyyMMdd") == format_datetime(now, "yyyyMMdd")
     return _(
         "認証に続けて失敗したため、一時的にロックしています。%(time)s 以降に再度お試しください。",
-        time=format_datetime(until, "HH:mm" if same_day else "M月d日 HH:mm"),
+        time=local_time(until, "time" if same_day else "month_day_time"),
     )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from flask_babel import gettext as _
+
 BROWSERS = frozenset(
     {
         "Chrome",
@@ -58,6 +60,7 @@ SYSTEMS = frozenset(
         "FreeBSD",
     }
 )
+# Stored in device labels and compared as is; readers see it in their language (shown()).
 UNKNOWN_BROWSER = "不明なブラウザ"
 MAX_HEADER = 1000  # longer headers are not parsed at all
 
@@ -77,3 +80,11 @@ def describe(user_agent: str | None) -> str:
     if browser and system:
         return f"{browser} / {system}"
     return browser or (f"{UNKNOWN_BROWSER} / {system}" if system else UNKNOWN_BROWSER)
+
+
+def shown(label: str) -> str:
+    """A label from :func:`describe` (also a stored one) for the reader: the words for an
+    unknown browser in their language; the families are names and stay as they are."""
+    if UNKNOWN_BROWSER not in label:
+        return label
+    return label.replace(UNKNOWN_BROWSER, _("不明なブラウザ"))

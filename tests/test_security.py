@@ -47,6 +47,8 @@ POST_ROUTES = {
     "/settings/profile/confirm": "/settings/profile/confirm",
     "/settings/profile/resend": "/settings/profile/resend",
     "/settings/profile/cancel": "/settings/profile/cancel",
+    "/settings/profile/language": "/settings/profile/language",
+    "/language": "/language",
     "/settings/password": "/settings/password",
     "/settings/password/strength": "/settings/password/strength",
     "/admin/members/<login_id>/reset": "/admin/members/alice/reset",

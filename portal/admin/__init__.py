@@ -25,7 +25,7 @@ def audit_words() -> dict:
     return {
         "method_name": audit_text.method_name,
         "detail_text": audit_text.detail_text,
-        "browser_name": useragent.describe,
+        "browser_name": lambda header: useragent.shown(useragent.describe(header)),
     }
 
 

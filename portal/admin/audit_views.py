@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template, request
+from flask import render_template, request
 from flask.typing import ResponseReturnValue
-from flask_babel import format_datetime
+from flask_babel import format_datetime, get_timezone
 from flask_babel import gettext as _
 
 from .. import audit, members, useragent
@@ -21,7 +21,7 @@ from .queries import AuditFilter, audit_page, iter_audit
 def _parse_filter() -> tuple[AuditFilter, dict[str, str]]:
     """The filter, and a message per field the operator typed wrongly."""
     errors: dict[str, str] = {}
-    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+    zone = ZoneInfo(str(get_timezone()))
     flt = AuditFilter()
     login_id = (request.args.get("member") or "").strip()
     if login_id:
@@ -92,7 +92,7 @@ def audit_csv() -> ResponseReturnValue:
             e.subject_label,
             audit_text.method_name(e.method),
             e.ip,
-            useragent.describe(e.user_agent) if e.user_agent else "",
+            useragent.shown(useragent.describe(e.user_agent)) if e.user_agent else "",
             audit_text.detail_text(e.event, e.detail),
             e.user_agent,  # as sent, for an investigation (safe_cell defuses formulas)
         ]

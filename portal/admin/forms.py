@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext
 from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Regexp, ValidationError
@@ -121,7 +122,9 @@ class PolicyForm(PortalForm):
     """二段階認証方式の設定. Shape only: the policy module validates every value."""
 
     enforcement = SelectField(_l("メンバー"), choices=LEVEL_CHOICES, validate_choice=False)
-    operator_enforcement = SelectField(_l("管理者"), choices=LEVEL_CHOICES, validate_choice=False)
+    operator_enforcement = SelectField(
+        lazy_pgettext("policy", "管理者"), choices=LEVEL_CHOICES, validate_choice=False
+    )
     grace_days = StringField(
         _l("必須にするまでの猶予期間（日数、0〜365）"),
         render_kw={"inputmode": "numeric", "maxlength": 3, "autocomplete": "off"},

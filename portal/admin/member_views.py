@@ -51,7 +51,7 @@ def members_csv() -> ResponseReturnValue:
             row.member.login_id,
             row.member.name,
             row.member.email,
-            "、".join(audit_text.method_name(kind) for kind in row.methods),
+            audit_text.join_words(audit_text.method_name(kind) for kind in row.methods),
             fmt(row.set_up_on),
             fmt(row.member.last_second_step_at),
             row.recovery_left if row.methods else "",

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template
+from flask import render_template
 from flask.typing import ResponseReturnValue
+from flask_babel import get_timezone
 from sqlalchemy import func, select, union_all
 
 from .. import sessions
@@ -115,7 +116,7 @@ def chart_points(series: list[tuple[date, int]]) -> dict:
 
 @bp.route("/")
 def overview() -> ResponseReturnValue:
-    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+    zone = ZoneInfo(str(get_timezone()))
     now = sessions.now()
     total = db.session.scalar(select(func.count(Member.id)))
     series = enrolment_series(now.astimezone(zone).date(), zone)

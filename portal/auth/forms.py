@@ -1,6 +1,7 @@
 """Forms check shape only; the domain checks truth and counts tries."""
 
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -34,7 +35,7 @@ class CodeForm(PortalForm):
 
 class RecoveryForm(PortalForm):
     recovery_code = StringField(
-        _l("リカバリーコード"),
+        lazy_pgettext("field", "リカバリーコード"),
         validators=[Length(max=64)],
         render_kw={"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false"},
     )

@@ -1,5 +1,5 @@
 from flask_babel import lazy_gettext as _l
-from wtforms import HiddenField, PasswordField, StringField
+from wtforms import HiddenField, PasswordField, SelectField, StringField
 from wtforms.validators import Length
 
 from ..web.forms import CODE_ATTRS, NewPasswordForm, PortalForm
@@ -26,6 +26,14 @@ class ProfileForm(PortalForm):
         validators=[Length(max=4096)],
         render_kw={"autocomplete": "current-password"},
     )
+
+
+class LocaleForm(PortalForm):
+    """表示言語とタイムゾーン: the choices come from portal.i18n; the view checks them
+    again (a select's value is whatever the browser sends)."""
+
+    language = SelectField(_l("表示言語"), validate_choice=False, choices=[])
+    timezone = SelectField(_l("タイムゾーン"), validate_choice=False, choices=[])
 
 
 class ContactConfirmForm(PortalForm):

@@ -9,15 +9,29 @@ address is told either way.
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale, refresh
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from .. import audit, members, messages, notices, password_reset, sessions, throttle, twofactor
+from .. import (
+    audit,
+    i18n,
+    members,
+    messages,
+    notices,
+    password_reset,
+    sessions,
+    throttle,
+    twofactor,
+)
 from ..extensions import db
 from ..texts import TOO_MANY, code_status_message, refusal_message, resend_wait_message
 from ..twofactor import SendRefused, Status, otp_codes
+from ..web import language as language_switch
 from ..web.dialogs import member
 from ..web.password_meter import render_meter
 from . import bp
@@ -25,6 +39,7 @@ from .common import mask
 from .forms import (
     ContactConfirmForm,
     ContactKindForm,
+    LocaleForm,
     PasswordChangeForm,
     PasswordStrengthForm,
     ProfileForm,
@@ -69,7 +84,9 @@ def _pending_changes(m) -> list[dict]:
 def _send_change_code(m, kind: str, target: str, *, resend: bool = False) -> bool:
     """Send the code that proves the new address; a refusal becomes a flash."""
     try:
-        otp_codes.send(m, f"change:{kind}", kind, target, sessions.now(), messages.change_code)
+        otp_codes.send(
+            m, f"change:{kind}", kind, target, sessions.now(), partial(messages.change_code, m)
+        )
     except SendRefused as refused:
         message = refusal_message(refused, kind)
         if message is not None:
@@ -90,12 +107,31 @@ def _send_change_code(m, kind: str, target: str, *, resend: bool = False) -> boo
     return True
 
 
-def _render_profile(form: ProfileForm, confirm: ContactConfirmForm | None = None, **context):
+def _locale_form(m, formdata=None) -> LocaleForm:
+    """The language and time-zone choices, preset to the member's own (or what the page
+    is shown in, and the site's zone, before a first choice)."""
+    form = LocaleForm(formdata=formdata)
+    # Each language named in itself, marked with its own lang for screen readers.
+    form.language.choices = [(c, n, {"lang": c}) for c, n in i18n.available().items()]
+    form.timezone.choices = [(name, name) for name in i18n.zone_names()]
+    if formdata is None:
+        form.language.data = m.locale or str(get_locale())
+        form.timezone.data = i18n.member_timezone(m)
+    return form
+
+
+def _render_profile(
+    form: ProfileForm,
+    confirm: ContactConfirmForm | None = None,
+    locale_form: LocaleForm | None = None,
+    **context,
+):
     m = member()
     return render_template(
         "settings/profile.html",
         form=form,
         confirm=confirm or ContactConfirmForm(formdata=None),
+        locale_form=locale_form or _locale_form(m),
         pending=_pending_changes(m),
         **context,
     )
@@ -198,6 +234,41 @@ def profile() -> ResponseReturnValue:
     if not changed:
         flash(_("メンバー情報を保存しました。"))
     return redirect(url_for("settings.profile"))
+
+
+@bp.route("/profile/language", methods=["POST"])
+def profile_locale() -> ResponseReturnValue:
+    """表示言語とタイムゾーン: stored on the member, so pages, mail and SMS follow them.
+    A value not in the lists is an error beside its field; nothing is stored then."""
+    m = member()
+    form = _locale_form(m, formdata=request.form)
+    if not form.validate_on_submit():  # a file where a choice belongs
+        errors = {name: str(found[0]) for name, found in form.errors.items()}
+        return _render_profile(
+            ProfileForm(formdata=None, obj=m), locale_form=form, locale_errors=errors
+        )
+    errors: dict[str, str] = {}
+    try:
+        language = i18n.check_language(form.language.data)
+        if language not in i18n.available():
+            raise ValueError(str(i18n.LANGUAGE_ERROR))
+    except ValueError as exc:
+        errors["language"] = str(exc)
+    try:
+        zone = i18n.check_timezone(form.timezone.data)
+    except ValueError as exc:
+        errors["timezone"] = str(exc)
+    if errors:
+        return _render_profile(
+            ProfileForm(formdata=None, obj=m), locale_form=form, locale_errors=errors
+        )
+    m.locale, m.timezone = language, zone
+    db.session.commit()
+    refresh()  # this answer's flash already in the new language
+    flash(_("表示言語とタイムゾーンを保存しました。"))
+    response = redirect(url_for("settings.profile"))
+    language_switch.remember(response, language)
+    return response
 
 
 @bp.route("/profile/confirm", methods=["POST"])

@@ -315,7 +315,7 @@ def removal_done(title: str, others: list[str], codes_left: int) -> ResponseRetu
 
 
 def _joined(kinds: list[str]) -> str:
-    return "、".join(str(METHOD_SHORT[k]) for k in kinds)
+    return _("、").join(str(METHOD_SHORT[k]) for k in kinds)
 
 
 @bp.route("/2fa/recovery/regenerate", methods=["GET", "POST"])

@@ -10,6 +10,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -302,7 +303,7 @@ def send_signin_code(member: Member, kind: str, now: datetime) -> str:
         raise SendRefused(Refusal.FAILED)
     if (lock := lockout.current_lock(member, now)) is not None:
         raise SendRefused(Refusal.LOCKED, until=lock.until)  # no SMS bill for an unusable code
-    otp_codes.send(member, f"signin:{kind}", kind, target, now, signin_code)
+    otp_codes.send(member, f"signin:{kind}", kind, target, now, partial(signin_code, member))
     return target
 
 
@@ -365,7 +366,7 @@ def send_setup_code(member: Member, kind: str, now: datetime) -> str:
     target = destination(member, kind)
     if not target:
         raise SendRefused(Refusal.FAILED)
-    otp_codes.send(member, f"setup:{kind}", kind, target, now, setup_code)
+    otp_codes.send(member, f"setup:{kind}", kind, target, now, partial(setup_code, member))
     return target
 
 

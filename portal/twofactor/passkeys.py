@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import gettext as _
 from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
 from webauthn import (
@@ -117,20 +118,20 @@ def clean_name(raw: str | None) -> str:
 
 
 def name_error(member: Member, raw: str | None, *, key_id: int | None = None) -> str | None:
-    """Why this name cannot be used (a Japanese message), or None. Names tell the
-    member's keys apart in the list, so two of one member's keys never share one."""
+    """Why this name cannot be used (a message in the reader's language), or None. Names
+    tell the member's keys apart in the list, so two of one member's keys never share one."""
     name = clean_name(raw)
     if not name:
-        return "パスキーの名前を入力してください。"
+        return _("パスキーの名前を入力してください。")
     if len(name) > NAME_MAX:
-        return f"名前は{NAME_MAX}文字以内で入力してください。"
+        return _("名前は%(max)d文字以内で入力してください。", max=NAME_MAX)
     if not name.isprintable():
-        return "名前に改行や制御文字は使えません。"
+        return _("名前に改行や制御文字は使えません。")
     same = db.select(Passkey.id).where(Passkey.member_id == member.id, Passkey.name == name)
     if key_id is not None:
         same = same.where(Passkey.id != key_id)
     if db.session.scalar(same) is not None:
-        return "同じ名前のパスキーが既にあります。別の名前を付けてください。"
+        return _("同じ名前のパスキーが既にあります。別の名前を付けてください。")
     return None
 
 
@@ -176,7 +177,7 @@ def _store_challenge(
         raise ValueError("a challenge needs a session and a known purpose")
     challenge = secrets.token_bytes(32)
     mine = _session_hash(session_key)
-    for _ in range(2):
+    for _attempt in range(2):
         db.session.execute(
             delete(WebAuthnChallenge).where(
                 (WebAuthnChallenge.expires_at <= now)

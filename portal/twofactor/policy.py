@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -161,7 +162,7 @@ def _days(raw: str, low: int, high: int, errors: dict, field: str) -> int | None
         or len(digits) > len(str(high))
         or not low <= int(digits) <= high
     ):
-        errors[field] = f"{low}〜{high}の整数で入力してください。"
+        errors[field] = _("%(low)d〜%(high)dの整数で入力してください。", low=low, high=high)
         return None
     return int(digits)
 
@@ -181,23 +182,31 @@ def parse_networks(raw: str) -> tuple[list[Network], str | None]:
     lines = [line.strip() for line in raw.replace(";", "\n").splitlines()]
     lines = [line for line in lines if line and not line.startswith("#")]
     if len(lines) > MAX_NETWORKS:
-        return [], f"信頼済みネットワークは{MAX_NETWORKS}行までです。"
+        return [], _("信頼済みネットワークは%(max)d行までです。", max=MAX_NETWORKS)
     for number, line in enumerate(lines, 1):
         parts = line.split()
         if len(parts) != 2 or parts[1].lower() not in MODES:
-            return [], (
-                f"{number}行目「{line[:60]}」: 「192.0.2.0/24 skip」のように、"
-                "アドレス範囲と skip または always を書いてください。"
+            return [], _(
+                "%(number)d行目「%(line)s」: 「192.0.2.0/24 skip」のように、"
+                "アドレス範囲と skip または always を書いてください。",
+                number=number,
+                line=line[:60],
             )
         try:
             network = ipaddress.ip_network(parts[0], strict=False)
         except ValueError:
-            return [], f"{number}行目「{parts[0][:60]}」はIPアドレスの範囲として正しくありません。"
+            return [], _(
+                "%(number)d行目「%(line)s」はIPアドレスの範囲として正しくありません。",
+                number=number,
+                line=parts[0][:60],
+            )
         mode = parts[1].lower()
         if mode == "skip" and network.prefixlen < WIDEST_SKIP[network.version]:
-            return [], (
-                f"{number}行目「{network}」: skip に指定できる範囲は、IPv4は /16、"
-                "IPv6は /48 までです（それより広い範囲は指定できません）。"
+            return [], _(
+                "%(number)d行目「%(network)s」: skip に指定できる範囲は、IPv4は /16、"
+                "IPv6は /48 までです（それより広い範囲は指定できません）。",
+                number=number,
+                network=str(network),
             )
         found.append(Network(network, mode))
     return found, None
@@ -206,7 +215,7 @@ def parse_networks(raw: str) -> tuple[list[Network], str | None]:
 def validate(
     raw: Mapping[str, str | list[str]], *, path_exists: Callable[[str], bool]
 ) -> tuple[dict[str, object], dict[str, str]]:
-    """Clean values for every field, and a Japanese message per bad field. ``methods``
+    """Clean values for every field, and a message per bad field (reader's language). ``methods``
     may be a list (checkboxes) or comma-separated text (CLI)."""
 
     def text(field: str) -> str:
@@ -218,14 +227,14 @@ def validate(
     for field in ("enforcement", "operator_enforcement"):
         level = text(field).strip()
         if level not in LEVELS:
-            errors[field] = "off・recommend・required のいずれかを選んでください。"
+            errors[field] = _("off・recommend・required のいずれかを選んでください。")
         clean[field] = level
     clean["grace_days"] = _days(text("grace_days"), 0, 365, errors, "grace_days")
     clean["remember_days"] = _days(text("remember_days"), 1, 365, errors, "remember_days")
     for field in ("allow_remember_device", "shared_terminal_skip", "passwordless"):
         flag = _bool(text(field))
         if flag is None:
-            errors[field] = "yes か no で指定してください。"
+            errors[field] = _("yes か no で指定してください。")
         clean[field] = flag
     found, problem = parse_networks(text("trusted_networks"))
     if problem:
@@ -233,17 +242,19 @@ def validate(
     clean["trusted_networks"] = "\n".join(str(n) for n in found)
     methods = [m.strip() for m in text("methods").split(",") if m.strip()]
     if any(m not in METHODS for m in methods):
-        errors["methods"] = "方法は app・email・sms・passkey から選んでください。"
+        errors["methods"] = _("方法は app・email・sms・passkey から選んでください。")
     elif not methods:
-        errors["methods"] = "少なくとも1つの方法を選んでください。"
+        errors["methods"] = _("少なくとも1つの方法を選んでください。")
     clean["methods"] = ",".join(m for m in METHODS if m in methods)
     issuer = text("issuer").strip()
     if len(issuer) > 100 or any(ch in issuer for ch in ":\r\n\t") or not issuer.isprintable():
-        errors["issuer"] = "100文字以内で、「:」や改行を含めずに入力してください。"
+        errors["issuer"] = _("100文字以内で、「:」や改行を含めずに入力してください。")
     clean["issuer"] = issuer
     landing = text("landing_path").strip() or "/"
     if not _local_path(landing) or len(landing) > 200 or not path_exists(landing):
-        errors["landing_path"] = "ポータル内にある「/」から始まるページのパスを入力してください。"
+        errors["landing_path"] = _(
+            "ポータル内にある「/」から始まるページのパスを入力してください。"
+        )
     clean["landing_path"] = landing
     return clean, errors
 

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from .. import useragent
 from ..audit import EVENTS
+from ..i18n import local_time
 
 METHOD_NAMES = {
     "app": _l("認証アプリ"),
@@ -114,6 +115,11 @@ KEYS = {
 NONE = _l("（なし）")
 
 
+def join_words(parts: Any) -> str:
+    """Items of a list in a sentence: 「、」 in Japanese, ", " in English."""
+    return _("、").join(parts)
+
+
 def method_name(kind: str | None) -> str:
     """「認証アプリ」 for ``app``; an unknown key as it is, nothing for none."""
     if not kind:
@@ -125,12 +131,12 @@ def _methods(value: Any) -> str:
     kinds = value.split(",") if isinstance(value, str) else value
     if not isinstance(kinds, list):
         return _value(value)
-    return "、".join(method_name(str(k).strip()) for k in kinds if str(k).strip()) or str(NONE)
+    return join_words(method_name(str(k).strip()) for k in kinds if str(k).strip()) or str(NONE)
 
 
 def _time(value: Any) -> str:
     try:
-        return format_datetime(datetime.fromisoformat(str(value)), "yyyy/MM/dd HH:mm")
+        return local_time(datetime.fromisoformat(str(value)))
     except ValueError:
         return _value(value)
 
@@ -144,9 +150,9 @@ def _value(value: Any, key: str = "") -> str:
     if value is None or value == "":
         return str(NONE)
     if isinstance(value, list):
-        return "、".join(_value(v) for v in value) or str(NONE)
+        return join_words(_value(v) for v in value) or str(NONE)
     if isinstance(value, dict):
-        return "、".join(f"{_key(k)}: {_value(v, k)}" for k, v in value.items()) or str(NONE)
+        return join_words(f"{_key(k)}: {_value(v, k)}" for k, v in value.items()) or str(NONE)
     return str(value)
 
 
@@ -241,7 +247,7 @@ def _export(d: dict) -> str:
         else:
             text = _value(value)
         shown.append(f"{FILTERS.get(key, key)}: {text}")
-    return said + _("条件：%(filters)s", filters="、".join(shown) if shown else _("なし"))
+    return said + _("条件：%(filters)s", filters=join_words(shown) if shown else _("なし"))
 
 
 def _policy_value(field: str, value: Any) -> str:
@@ -252,7 +258,7 @@ def _policy_value(field: str, value: Any) -> str:
     if field in ("allow_remember_device", "shared_terminal_skip", "passwordless"):
         return {"yes": _("はい"), "no": _("いいえ")}.get(value, _value(value))
     if field == "trusted_networks" and isinstance(value, str):
-        return "、".join(line.strip() for line in value.splitlines() if line.strip()) or str(NONE)
+        return join_words(line.strip() for line in value.splitlines() if line.strip()) or str(NONE)
     return _value(value)
 
 
@@ -264,20 +270,24 @@ def _policy(d: dict) -> str:
     for field, pair in changes.items():
         old, new = pair if isinstance(pair, list) and len(pair) == 2 else (None, pair)
         said.append(
-            f"{POLICY_FIELDS.get(field, field)}：{_policy_value(field, old)} → "
-            f"{_policy_value(field, new)}"
+            _(
+                "%(field)s：%(old)s → %(new)s",
+                field=str(POLICY_FIELDS.get(field, field)),
+                old=_policy_value(field, old),
+                new=_policy_value(field, new),
+            )
         )
-    return "、".join(said)
+    return join_words(said)
 
 
 def _terminal(d: dict) -> str:
     d.pop("terminal", None)
-    return _("端末「%(label)s」", label=_value(d.pop("label", "")))
+    return _("端末「%(label)s」", label=useragent.shown(_value(d.pop("label", ""))))
 
 
 def _remembered(d: dict) -> str:
     d.pop("device", None)
-    return _("端末「%(label)s」", label=_value(d.pop("label", "")))
+    return _("端末「%(label)s」", label=useragent.shown(_value(d.pop("label", ""))))
 
 
 def _forgotten(d: dict) -> str:
@@ -402,7 +412,8 @@ WORDINGS: dict[str, Callable[[dict], str]] = {
 
 
 def detail_text(event: str, detail: str | None) -> str:
-    """The stored details of ``event`` as one readable Japanese text ("" when none)."""
+    """The stored details of ``event`` as one readable text in the reader's language
+    ("" when none)."""
     try:
         loaded = json.loads(detail or "{}")
     except ValueError:
@@ -412,5 +423,5 @@ def detail_text(event: str, detail: str | None) -> str:
     rest = dict(loaded)
     wording = WORDINGS.get(event)
     said = wording(rest) if wording else ""
-    leftover = "、".join(f"{_key(k)}: {_value(v, k)}" for k, v in rest.items())
+    leftover = join_words(f"{_key(k)}: {_value(v, k)}" for k, v in rest.items())
     return " ".join(part for part in (said, leftover) if part)

@@ -51,6 +51,13 @@ class MethodForm(PortalForm):
     method = StringField(validators=[Length(max=8)])
 
 
+class LanguageForm(PortalForm):
+    """The language switch on every page: the language, and the page to return to."""
+
+    language = HiddenField(validators=[Length(max=8)])
+    next = HiddenField(validators=[Length(max=2000)])
+
+
 class ConfirmForm(PortalForm):
     confirm = BooleanField(_l("はい、無効化して問題ありません。"))
 

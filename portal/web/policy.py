@@ -5,12 +5,13 @@ or the CLI is seen by every worker and host on its next request."""
 from __future__ import annotations
 
 from flask import Flask, current_app, g, request
+from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from .. import pages, sessions
-from ..config import rp_id_problem
+from ..config import DEFAULTS, rp_id_problem
 from ..extensions import db
 from ..models import Member, Policy
 from ..twofactor import policy as rules
@@ -23,8 +24,12 @@ def current() -> Policy:
 
 
 def issuer() -> str:
-    """The name in authenticator apps, page titles and mail."""
-    return current().issuer or current_app.config["PORTAL_ISSUER"]
+    """The name in authenticator apps, page titles and mail. The built-in default name
+    is said in the reader's language; a name the operator chose is shown as chosen."""
+    configured = current().issuer or current_app.config["PORTAL_ISSUER"]
+    if configured == DEFAULTS["PORTAL_ISSUER"]:
+        return _("会員ページ")
+    return configured
 
 
 def passkeys_possible() -> bool:

@@ -46,6 +46,10 @@ SECOND_STEP_URLS = {
 # Sign-in itself: the password form, and a passkey alone (パスキーでログイン). A visitor
 # is answered there, not sent to /login.
 SIGN_IN_URLS = {"/login", "/login/passkey/options", "/login/passkey"}
+# The language switch: open to visitors and pending sign-ins alike. It sets a cookie (and
+# only a signed-in member's own language) and sends back to a local page; see
+# tests/test_languages.py.
+LANGUAGE_URLS = {"/language"}
 # パスワードをお忘れの方: open to visitors and pending sign-ins alike (they change only the
 # password of whoever holds a mailed link, and never sign anyone in).
 PASSWORD_RESET_URLS = {

@@ -72,6 +72,7 @@ from portal.settings.forms import CodeForm as SettingsCodeForm
 from portal.settings.forms import (
     ContactConfirmForm,
     ContactKindForm,
+    LocaleForm,
     PasskeyAnswerForm,
     PasskeyNameForm,
     PasswordChangeForm,
@@ -82,6 +83,7 @@ from portal.twofactor import lockout
 from portal.web.forms import (
     ActionForm,
     ConfirmForm,
+    LanguageForm,
     MethodForm,
     NewPasswordForm,
     PortalForm,
@@ -129,6 +131,8 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "settings.profile_confirm": (ContactConfirmForm,),
     "settings.profile_resend": (ContactKindForm,),
     "settings.profile_cancel": (ContactKindForm,),
+    "settings.profile_locale": (LocaleForm,),  # a language and a zone from lists
+    "main.set_language": (LanguageForm,),  # a cookie and the member's language
     "settings.password": (PasswordChangeForm,),
     "settings.password_strength": (PasswordStrengthForm,),  # judges, stores nothing
     "settings.end_other_sessions": (ActionForm,),
