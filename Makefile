@@ -73,7 +73,7 @@ screenshots: $(VENV)/.installed-test
 # mutmut 3's cache can report mutants as survivors that newly added tests kill. The
 # summary compares the survivors with the list in tests/MUTATION.md.
 MUTMUT_CHILDREN ?= 2
-mutation: $(VENV)/.installed-dev
+mutation: $(VENV)/.installed-dev translations
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN)
 	@$(BIN)/mutmut results
