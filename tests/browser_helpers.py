@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pyotp
 import pytest
 from live_server import MemberSpec
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 TIMEOUT_MS = 10_000
 CHROMIUM_ARGS = [
@@ -110,6 +110,20 @@ class Watched:
         # The portal has no favicon; the browser's own request for one is not the page's.
         if msg.type == "error" and not where.endswith("/favicon.ico"):
             self.problems.append(f"console {msg.type} at {where}: {msg.text}")
+
+
+# Each language of the UI as a browser asks for it (its locale, hence Accept-Language).
+LOCALES = {"ja": "ja-JP", "en": "en-US"}
+
+
+def language_context(browser: Browser, lang: str = "ja", **options) -> BrowserContext:
+    """A browser context of a member who reads ``lang`` (the portal follows the browser's
+    languages unless the language switch or the member's own setting says otherwise);
+    ``options`` go to new_context."""
+    context = browser.new_context(locale=LOCALES[lang], **options)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    return context
 
 
 def open_page(browser: Browser, *, javascript: bool) -> Watched:
@@ -229,6 +243,41 @@ def verify(page: Page, server, code: str) -> None:
     page.get_by_role("button", name="認証する").click()
     expect(page).to_have_url(f"{server.url}/")
     expect(page.get_by_text("二段階認証：設定済み")).to_be_visible()
+
+
+# --- the walk over every page ---------------------------------------------------------------
+
+# GET routes a person never looks at (files, and the link that only redirects).
+NOT_PAGES = {"static", "admin.audit_csv", "admin.members_csv"}
+# Between the password and the code; every other auth.* page is for the signed-out.
+SECOND_STEP = {"auth.verify", "auth.recovery_login"}
+
+
+def route_urls(server, samples: dict[str, list]) -> dict[str, list[str]]:
+    """One URL per GET route of the URL map (each value of an any() converter, each
+    sample of the other arguments), by endpoint: a walk over them covers a new page or
+    fails on a missing sample."""
+    from portal import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": server.secret_key,
+            "SQLALCHEMY_DATABASE_URI": server.database_uri,
+        }
+    )
+    adapter = app.url_map.bind("localhost")
+    urls: dict[str, list[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.endpoint in NOT_PAGES:
+            continue
+        variants: list[dict] = [{}]
+        for arg in rule.arguments:
+            converter = rule._converters[arg]
+            values = getattr(converter, "items", None) or samples[arg]
+            variants = [v | {arg: value} for v in variants for value in sorted(values)]
+        urls[rule.endpoint] = [adapter.build(rule.endpoint, v) for v in variants]
+    return urls
 
 
 # --- passkeys ------------------------------------------------------------------------------

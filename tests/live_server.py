@@ -136,6 +136,24 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=STOP_TIMEOUT)
 
 
+def _prepare(env: dict[str, str], members: Sequence[MemberSpec]) -> None:
+    """The database as a deployer makes it: migrations, then each member by the CLI."""
+    _flask(env, "db", "upgrade")
+    for spec in members:
+        _flask(
+            env,
+            "members",
+            "create",
+            spec.login_id,
+            "--email",
+            spec.email_address(),
+            "--name",
+            spec.name,
+            "--password-stdin",
+            stdin=spec.password + "\n",
+        )
+
+
 @contextlib.contextmanager
 def run_server(
     tmp_path: Path,
@@ -152,29 +170,22 @@ def run_server(
     database_uri = f"sqlite:///{(tmp_path / 'portal.db').resolve()}"
     env = server_environment(database_uri, instance_path) | (environment or {})
 
-    _flask(env, "db", "upgrade")
-    for spec in members:
-        _flask(
-            env,
-            "members",
-            "create",
-            spec.login_id,
-            "--email",
-            spec.email_address(),
-            "--name",
-            spec.name,
-            "--password-stdin",
-            stdin=spec.password + "\n",
-        )
-
+    # The socket first: its port is the base URL the CLI steps see too (production mode
+    # refuses MAIL_SERVER without one).
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    log_path = tmp_path / "gunicorn.log"
     # Opened as localhost, the way `make run` prints it: a passkey's RP ID must be a
     # name, never an IP address. Mail links and passkeys follow PORTAL_BASE_URL.
     url = f"http://localhost:{port}"
     env.setdefault("PORTAL_BASE_URL", url)
+    try:
+        _prepare(env, members)
+    except BaseException:
+        listener.close()
+        raise
+
+    log_path = tmp_path / "gunicorn.log"
     server = LiveServer(
         url=url,
         port=port,

@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 import pytest
 from browser_helpers import (
     PASSWORD,
+    SECOND_STEP,
     TIMEOUT_MS,
     Authenticator,
     Watched,
     current_step,
     evidence_on_failure,
     read_secret,
+    route_urls,
 )
 from live_server import MemberSpec, enrol, run_server
 from playwright.sync_api import Browser, Page, expect
@@ -32,10 +34,6 @@ RESET_MEMBER = MemberSpec("jun", PASSWORD, name="鈴木純")  # the operator res
 OPERATOR = MemberSpec("chief", PASSWORD, name="管理太郎")
 VISITOR = MemberSpec("mai", PASSWORD, name="高橋舞")  # no second step, never sets one up
 PAGE_SLUG = "guide"
-# GET routes a person never looks at (files, and the link that only redirects).
-NOT_PAGES = {"static", "admin.audit_csv", "admin.members_csv"}
-# Between the password and the code; every other auth.* page is for the signed-out.
-SECOND_STEP = {"auth.verify", "auth.recovery_login"}
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +139,7 @@ def assert_dialog_margin(page: Page, what: str) -> None:
 
 
 def page_urls(server, token: str) -> dict[str, list[str]]:
-    """One URL per GET route (each value of an any() converter), by route."""
-    from portal import create_app
-
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": server.secret_key,
-            "SQLALCHEMY_DATABASE_URI": server.database_uri,
-        }
-    )
+    """One URL per GET route, with this module's member, page, terminal, key and link."""
     samples = {
         "login_id": [RESET_MEMBER.login_id],
         "page_id": [server.page_id],
@@ -159,18 +148,7 @@ def page_urls(server, token: str) -> dict[str, list[str]]:
         "slug": [PAGE_SLUG],
         "token": [token],
     }
-    adapter = app.url_map.bind("localhost")
-    urls: dict[str, list[str]] = {}
-    for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or rule.endpoint in NOT_PAGES:
-            continue
-        variants = [{}]
-        for arg in rule.arguments:
-            converter = rule._converters[arg]
-            values = getattr(converter, "items", None) or samples[arg]
-            variants = [v | {arg: value} for v in variants for value in sorted(values)]
-        urls[rule.endpoint] = [adapter.build(rule.endpoint, v) for v in variants]
-    return urls
+    return route_urls(server, samples)
 
 
 def visit_all(page: Page, server, urls: list[str], what: str) -> None:
