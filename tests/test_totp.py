@@ -83,7 +83,8 @@ def test_key_uri_format():
 
 def test_qr_is_inline_svg_without_script():
     svg = totp.qr_svg(totp.provisioning_uri(totp.generate_secret(), "a", "b"), "QR")
-    assert svg.startswith("<svg") and "<script" not in svg and "<title>QR</title>" in svg
+    assert svg.startswith('<svg role="img" ') and "<script" not in svg
+    assert svg.count("<svg") == 1 and "<title>QR</title>" in svg  # its name
 
 
 SESSION = "session-of-the-owner"
@@ -243,7 +244,7 @@ def test_qr_is_level_m_with_five_pixel_modules_and_a_quiet_zone():
     """41 modules (version 6: what this key URI needs at error level M, 15 % of the code
     may be unreadable) plus 2 modules of white on each side, 5 px each: 225 px."""
     svg = totp.qr_svg(totp.provisioning_uri(FIXED_SECRET, "alice", "Member Portal"), "QR")
-    assert svg.startswith('<svg width="225" height="225" class="qr">')
+    assert svg.startswith('<svg role="img" width="225" height="225" class="qr">')
     assert '<path fill="#fff" d="M0 0h45v45h-45z"/>' in svg  # white background
     assert 'stroke="#000"' in svg and 'transform="scale(5)"' in svg
     assert "M2 2.5h7" in svg  # the first finder pattern starts after the 2-module border

@@ -71,7 +71,14 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
             error=error,
             replace=replace,
             action=here,
-            qr=totp.qr_svg(uri, _("認証アプリに読み取らせるQRコード")),
+            # The key is the QR code's text alternative too (WCAG 1.1.1).
+            qr=totp.qr_svg(
+                uri,
+                _(
+                    "認証アプリに読み取らせるQRコード。読み取れない場合のキー：%(key)s",
+                    key=totp.grouped(secret),
+                ),
+            ),
             secret=totp.grouped(secret),
             issuer=issuer,
             account=m.login_id,

@@ -64,10 +64,12 @@ def provisioning_uri(secret: str, account: str, issuer: str) -> str:
 
 
 def qr_svg(uri: str, title: str) -> str:
-    """Inline SVG (no external image, no script), large enough for phone cameras."""
-    return segno.make(uri, error="m").svg_inline(
+    """Inline SVG (no external image, no script), large enough for phone cameras; an
+    image named by ``title`` for screen readers."""
+    svg = segno.make(uri, error="m").svg_inline(
         scale=5, border=2, dark="#000", light="#fff", title=title, svgclass="qr"
     )
+    return svg.replace("<svg ", '<svg role="img" ', 1)
 
 
 def grouped(secret: str) -> str:
