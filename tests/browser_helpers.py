@@ -11,7 +11,9 @@ from collections.abc import Iterator
 import pyotp
 import pytest
 from live_server import MemberSpec
+from mail_server import SMTPServer, body_text
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from sms_gateway import SMSGateway
 
 TIMEOUT_MS = 10_000
 CHROMIUM_ARGS = [
@@ -63,6 +65,17 @@ class Authenticator:
                 time.sleep(wait + 0.1)
         self.last_step = step
         return self.code_at(step)
+
+
+def app_of(server, spec: MemberSpec) -> Authenticator:
+    """The member's phone, from ``server.secrets`` (live_server.app_secrets) and
+    ``server.step`` (the step enrol() used); it remembers across tests which steps were
+    used."""
+    apps = server.__dict__.setdefault("apps", {})
+    if spec.login_id not in apps:
+        apps[spec.login_id] = Authenticator(server.secrets[spec.login_id])
+        apps[spec.login_id].last_step = server.step
+    return apps[spec.login_id]
 
 
 def wrong_code(*apps: Authenticator) -> str:
@@ -154,6 +167,66 @@ def evidence_on_failure(watched: Watched, server, tmp_path, name: str) -> Iterat
         ) from exc
     finally:
         page.context.close()
+
+
+# --- mail and SMS really delivered, for a whole module ----------------------------------------
+
+SIX_DIGITS = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+
+
+@pytest.fixture(scope="module")
+def module_smtp() -> Iterator[SMTPServer]:
+    server = SMTPServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_sms() -> Iterator[SMSGateway]:
+    gateway = SMSGateway()
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def wired_environment(smtp: SMTPServer, gateway: SMSGateway) -> dict[str, str]:
+    """run_server's environment for mail to ``smtp`` and SMS to ``gateway``; no rate
+    limits (a test signs in and asks for codes more often than a person would)."""
+    return {
+        "MAIL_SERVER": smtp.host,
+        "MAIL_PORT": str(smtp.port),
+        "PORTAL_SMS_BACKEND": "http",
+        "PORTAL_SMS_GATEWAY_URL": gateway.url,
+        "PORTAL_SMS_GATEWAY_TOKEN": "t0ken",
+        "PORTAL_RATELIMIT": "no",
+    }
+
+
+def mailed_code(smtp: SMTPServer, address: str, start: int, timeout: float = 10) -> str:
+    """The code in the newest mail to ``address`` from message ``start`` on (waits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for msg in reversed(list(smtp.messages)[start:]):
+            if msg["To"] == address and (found := SIX_DIGITS.search(body_text(msg))):
+                return found.group(1)
+        time.sleep(0.1)
+    pytest.fail(f"no code mailed to {address}")
+
+
+def texted_code(gateway: SMSGateway, start: int, timeout: float = 10) -> str:
+    """The code in the newest SMS from request ``start`` on (waits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for request in reversed(list(gateway.requests)[start:]):
+            if found := SIX_DIGITS.search(request.json["text"]):
+                return found.group(1)
+        time.sleep(0.1)
+    pytest.fail("no code texted")
 
 
 # --- what a member does -------------------------------------------------------------------
@@ -281,6 +354,25 @@ def route_urls(server, samples: dict[str, list]) -> dict[str, list[str]]:
 
 
 # --- passkeys ------------------------------------------------------------------------------
+
+
+# Runs before every page's scripts: a browser without passkey autofill when the tab's
+# sessionStorage says so (passkeys.js then offers the button only), so no autofill offer
+# on /login answers before the member does what the test says.
+NO_AUTOFILL = """
+if (sessionStorage.getItem("no-autofill") && window.PublicKeyCredential) {
+  PublicKeyCredential.isConditionalMediationAvailable = async () => false;
+}
+"""
+
+
+def without_autofill(page: Page, on: bool) -> None:
+    """Switch the tab's passkey autofill off (on=True) or back on; needs NO_AUTOFILL."""
+    page.evaluate(
+        "on => on ? sessionStorage.setItem('no-autofill', '1')"
+        " : sessionStorage.removeItem('no-autofill')",
+        on,
+    )
 
 
 class VirtualAuthenticator:

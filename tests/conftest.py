@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pyotp
 import pytest
-from browser_helpers import browser  # noqa: F401  (fixture)
+from browser_helpers import browser, module_sms, module_smtp  # noqa: F401  (fixtures)
 from mail_server import smtp_server  # noqa: F401  (fixture)
 from sms_gateway import sms_gateway  # noqa: F401  (fixture)
 

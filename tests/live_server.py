@@ -281,3 +281,17 @@ def enrol_operator(server, login_id: str) -> str:
             db.select(TotpCredential).where(TotpCredential.member_id == member_id)
         )
         return secret_box().decrypt(cred.secret_encrypted)
+
+
+def app_secrets(server) -> dict[str, str]:
+    """Each enrolled member's authenticator secret, by login ID (the browser tests compute
+    the codes a phone would show)."""
+    from portal.extensions import db
+    from portal.models import TotpCredential
+    from portal.twofactor.crypto import secret_box
+
+    with server.app_context():
+        return {
+            c.member.login_id: secret_box().decrypt(c.secret_encrypted)
+            for c in db.session.scalars(db.select(TotpCredential))
+        }

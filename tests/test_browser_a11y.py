@@ -13,8 +13,7 @@ to LANGUAGES is all it takes to check it too."""
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,20 +22,21 @@ from axe_helpers import AXE_VERSION, assert_accessible, axe_results, load_axe, u
 from browser_helpers import (
     PASSWORD,
     SECOND_STEP,
-    Authenticator,
     Watched,
+    app_of,
     current_step,
     evidence_on_failure,
     language_context,
+    mailed_code,
     read_secret,
     route_urls,
+    texted_code,
+    wired_environment,
     wrong_code,
 )
-from live_server import MemberSpec, enrol, run_server
-from mail_server import SMTPServer, body_text
+from live_server import MemberSpec, app_secrets, enrol, run_server
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
-from sms_gateway import SMSGateway
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +47,6 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 PHONE_NUMBER = "+819012345678"
 PAGE_SLUG = "guide"
-SIX_DIGITS = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -87,37 +86,9 @@ class Cast:
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[SMTPServer]:
-    server = SMTPServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[SMSGateway]:
-    sms = SMSGateway()
-    sms.start()
-    try:
-        yield sms
-    finally:
-        sms.stop()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, smtp, gateway):
+def server(tmp_path_factory, module_smtp, module_sms):
     casts = [Cast(lang) for lang in LANGUAGES]
-    environment = {
-        "MAIL_SERVER": smtp.host,
-        "MAIL_PORT": str(smtp.port),
-        "PORTAL_SMS_BACKEND": "http",
-        "PORTAL_SMS_GATEWAY_URL": gateway.url,
-        "PORTAL_SMS_GATEWAY_TOKEN": "t0ken",
-        # The walk signs in and sends codes more often than a person would.
-        "PORTAL_RATELIMIT": "no",
-    }
+    environment = wired_environment(module_smtp, module_sms)
     with run_server(tmp_path_factory.mktemp("a11y"), environment=environment) as live:
         arrange(live, casts)
         yield live
@@ -126,9 +97,8 @@ def server(tmp_path_factory, smtp, gateway):
 def arrange(live, casts: list[Cast]) -> None:
     from portal import members, pages, password_reset
     from portal.extensions import db
-    from portal.models import ContactMethod, Passkey, TotpCredential
+    from portal.models import ContactMethod, Passkey
     from portal.twofactor import devices, policy
-    from portal.twofactor.crypto import secret_box
 
     # Created here rather than by the CLI one process each: the same rows, 10 s sooner.
     with live.app_context():
@@ -186,19 +156,7 @@ def arrange(live, casts: list[Cast]) -> None:
         )
         live.page_id = page.id
         live.terminal_id = devices.mark_terminal("受付のパソコン", "chief", now)[1].id
-        live.secrets = {
-            c.member.login_id: secret_box().decrypt(c.secret_encrypted)
-            for c in db.session.scalars(db.select(TotpCredential))
-        }
-
-
-def app_of(server, spec: MemberSpec) -> Authenticator:
-    """The member's phone; it remembers across tests which steps were used."""
-    apps = server.__dict__.setdefault("apps", {})
-    if spec.login_id not in apps:
-        apps[spec.login_id] = Authenticator(server.secrets[spec.login_id])
-        apps[spec.login_id].last_step = server.step
-    return apps[spec.login_id]
+    live.secrets = app_secrets(live)
 
 
 def share(endpoint: str) -> str:
@@ -333,27 +291,6 @@ class Walk:
             for path in found:
                 self.goto(path)
                 self.check(f"{endpoint} {path}")
-
-
-def mailed_code(smtp: SMTPServer, address: str, start: int) -> str:
-    """The code in the newest mail to ``address`` from message ``start`` on."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for msg in reversed(list(smtp.messages)[start:]):
-            if msg["To"] == address and (found := SIX_DIGITS.search(body_text(msg))):
-                return found.group(1)
-        time.sleep(0.1)
-    pytest.fail(f"no code mailed to {address}")
-
-
-def texted_code(gateway: SMSGateway, start: int) -> str:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for request in reversed(list(gateway.requests)[start:]):
-            if found := SIX_DIGITS.search(request.json["text"]):
-                return found.group(1)
-        time.sleep(0.1)
-    pytest.fail("no code texted")
 
 
 # --- the tests ---------------------------------------------------------------------------------
@@ -621,7 +558,7 @@ def test_member_pages_and_dialogs(browser, server, tmp_path, lang):
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_newcomer_sets_up(browser, server, tmp_path, lang, smtp, gateway):
+def test_newcomer_sets_up(browser, server, tmp_path, lang, module_smtp, module_sms):
     """A member without a second step: the banner, settings with nothing set up, and the
     set-up dialogs of SMS (no number yet, then before and after sending), email and the app."""
     cast = Cast(lang)
@@ -637,6 +574,13 @@ def test_newcomer_sets_up(browser, server, tmp_path, lang, smtp, gateway):
         expect(page.locator("#section-app .badge-off")).to_be_visible()
         walk.check("settings with no method")
 
+        # Without a second step, changing one asks for the password (本人確認, its own page).
+        walk.goto("/settings/reauth")
+        walk.submit("main form:has([name=password])")
+        expect(page.locator("#password-error")).to_be_visible()
+        walk.check("本人確認 with the password: nothing entered")
+        walk.goto("/settings/2fa")
+
         walk.open_dialog("#section-sms a[hx-get$='/sms/setup']", "#dialog-title")
         expect(walk.in_dialog("a[href$='/settings/profile']")).to_be_visible()
         walk.check("SMS set-up: no phone number yet")
@@ -650,11 +594,11 @@ def test_newcomer_sets_up(browser, server, tmp_path, lang, smtp, gateway):
 
         walk.open_dialog("#section-sms a[hx-get$='/sms/setup']", "form[hx-post$='/sms/send']")
         walk.check("SMS set-up: before sending")
-        texts = len(gateway.requests)
+        texts = len(module_sms.requests)
         walk.submit("#dialog-content form[hx-post$='/sms/send']")
         expect(walk.in_dialog("[name=code]")).to_be_visible()
         walk.check("SMS set-up: sent")
-        code = texted_code(gateway, texts)
+        code = texted_code(module_sms, texts)
         walk.in_dialog("[name=code]").fill(next(c for c in ("000000", "111111") if c != code))
         walk.submit("#dialog-content form:has([name=code])")
         expect(walk.in_dialog("#code-error")).to_be_visible()
@@ -667,11 +611,13 @@ def test_newcomer_sets_up(browser, server, tmp_path, lang, smtp, gateway):
 
         walk.open_dialog("#section-email a[hx-get$='/email/setup']", "form[hx-post$='/email/send']")
         walk.check("email set-up: before sending")
-        mails = len(smtp.messages)
+        mails = len(module_smtp.messages)
         walk.submit("#dialog-content form[hx-post$='/email/send']")
         expect(walk.in_dialog("[name=code]")).to_be_visible()
         walk.check("email set-up: sent")
-        walk.in_dialog("[name=code]").fill(mailed_code(smtp, newcomer.email_address(), mails))
+        walk.in_dialog("[name=code]").fill(
+            mailed_code(module_smtp, newcomer.email_address(), mails)
+        )
         walk.submit("#dialog-content form:has([name=code])")
         expect(walk.in_dialog(".done")).to_be_visible()
         walk.check("email set-up: done")

@@ -17,12 +17,13 @@ from browser_helpers import (
     TIMEOUT_MS,
     Authenticator,
     Watched,
+    app_of,
     current_step,
     evidence_on_failure,
     read_secret,
     route_urls,
 )
-from live_server import MemberSpec, enrol, run_server
+from live_server import MemberSpec, app_secrets, enrol, run_server
 from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
@@ -43,20 +44,15 @@ def server(tmp_path_factory):
         from portal import members as members_module
         from portal import pages
         from portal.extensions import db
-        from portal.models import TotpCredential
         from portal.twofactor import devices
-        from portal.twofactor.crypto import secret_box
 
         with live.app_context():
             members_module.find(OPERATOR.login_id).is_operator = True
             db.session.commit()
         for spec in (MEMBER, RESET_MEMBER, OPERATOR):
             enrol(live, spec.login_id)
+        live.secrets = app_secrets(live)
         with live.app_context():
-            live.secrets = {
-                c.member.login_id: secret_box().decrypt(c.secret_encrypted)
-                for c in db.session.scalars(db.select(TotpCredential))
-            }
             page = pages.save(
                 None,
                 title="二段階認証のご案内",
@@ -88,15 +84,6 @@ def server(tmp_path_factory):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def app_of(server, spec: MemberSpec) -> Authenticator:
-    """The member's phone; the apps remember across tests which steps were used."""
-    apps = server.__dict__.setdefault("apps", {})
-    if spec.login_id not in apps:
-        apps[spec.login_id] = Authenticator(server.secrets[spec.login_id])
-        apps[spec.login_id].last_step = server.step
-    return apps[spec.login_id]
 
 
 def phone_page(browser: Browser, *, javascript: bool = True) -> Watched:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import pytest
 from browser_helpers import (
+    NO_AUTOFILL,
     PASSWORD,
     VirtualAuthenticator,
     evidence_on_failure,
     open_page,
     sign_in,
     sign_out,
+    without_autofill,
 )
 from live_server import MemberSpec, run_server
 from playwright.sync_api import Page, expect
@@ -26,23 +28,6 @@ MEMBER = MemberSpec("hikari", PASSWORD, name="光田ひかり")
 def server(tmp_path_factory):
     with run_server(tmp_path_factory.mktemp("passkey-server"), [MEMBER]) as live:
         yield live
-
-
-# Runs before every page's scripts: a browser without passkey autofill when the tab's
-# sessionStorage says so (passkeys.js then offers the button only).
-NO_AUTOFILL = """
-if (sessionStorage.getItem("no-autofill") && window.PublicKeyCredential) {
-  PublicKeyCredential.isConditionalMediationAvailable = async () => false;
-}
-"""
-
-
-def without_autofill(page: Page, on: bool) -> None:
-    page.evaluate(
-        "on => on ? sessionStorage.setItem('no-autofill', '1')"
-        " : sessionStorage.removeItem('no-autofill')",
-        on,
-    )
 
 
 def no_sideways_scroll(page: Page) -> None:
