@@ -9,6 +9,7 @@ plain strings (the views pass the browser session's id)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import cbor2
@@ -949,3 +950,69 @@ def test_passwordless_with_an_unknown_passkey_names_nobody(alice):
     stranger.create(passkeys.begin_registration(alice, "未登録", RP, "elsewhere", NOW))
     result = passwordless(stranger)
     assert not result.ok and result.member is None and result.failure is Failure.UNKNOWN
+
+
+# --- found by mutation testing --------------------------------------------------------------
+
+
+def _named(m, *names: str) -> None:
+    for name in names:
+        db.session.add(
+            Passkey(
+                member_id=m.id,
+                credential_id=f"named-{name}".encode(),
+                public_key=b"-",
+                name=name,
+                created_at=NOW,
+            )
+        )
+    db.session.commit()
+
+
+def test_a_name_taken_meanwhile_is_numbered_within_the_length_limit(alice):
+    long = "あ" * passkeys.NAME_MAX
+    _named(alice, long)
+    assert passkeys._free_name(alice, long) == "あ" * (passkeys.NAME_MAX - 4) + " (2)"
+
+
+def test_numbering_goes_up_to_eleven_then_a_random_name(alice):
+    _named(alice, "鍵", *[f"鍵 ({n})" for n in range(2, 8)])
+    assert passkeys._free_name(alice, "鍵") == "鍵 (8)"
+    _named(alice, *[f"鍵 ({n})" for n in range(8, passkeys.MAX_KEYS + 2)])
+    fallback = passkeys._free_name(alice, "鍵")
+    assert re.fullmatch(r"passkey-[0-9a-f]{8}", fallback), fallback
+
+
+def test_owned_handles_ids_up_to_a_database_integer(alice):
+    db.session.add(
+        Passkey(id=500, member_id=alice.id, credential_id=b"x", public_key=b"-", name="n")
+    )
+    db.session.commit()
+    assert passkeys.owned(alice, 500).name == "n"
+    assert passkeys.owned(alice, 2**63) is None  # larger than SQLite's integer: no query
+    assert passkeys.owned(alice, 2**63 - 1) is None
+
+
+def test_refused_answers_still_name_the_key_they_came_with(app, alice):
+    """The views audit and report with the key (and passwordless, its owner)."""
+    device = SoftAuthenticator(origin=RP.origin)
+    key = register(alice, device)
+    assert check(alice, tampered_signature(prompt(alice, device))).key.id == key.id
+    framed = tampered_client_data(prompt(alice, device), crossOrigin=True)
+    refused = check(alice, framed)
+    assert refused.failure is Failure.INVALID and refused.key is not None
+    result = twofactor.passwordless(
+        tampered_signature(prompt(None, device, "passwordless")), NOW, RP, SESSION
+    )
+    assert result.member.id == alice.id and result.key.id == key.id
+    for _ in range(limit(app)):
+        twofactor.verify_code(alice, "000000", NOW)  # no app: every code is wrong
+    locked = twofactor.passwordless(prompt(None, device, "passwordless"), NOW, RP, SESSION)
+    assert locked.lock is not None and locked.key.id == key.id
+
+
+def test_verify_passkey_is_a_second_step_unless_told_otherwise(alice):
+    device = SoftAuthenticator(origin=RP.origin)
+    register(alice, device)
+    answer = prompt(alice, device, "second")
+    assert twofactor.verify_passkey(alice, answer, NOW, RP, SESSION).ok
