@@ -7,10 +7,10 @@ is not part of the package). The portal's CSP allows no inline script, so
 test_browser_a11y checks both facts, so a change in either shows.
 
 ``assert_accessible(page, what)`` runs axe over the whole document (an open dialog and
-the page behind it) and fails on any violation of any impact, then checks what axe
-cannot: every control at least 24 x 24 px or spaced as WCAG 2.5.8 allows, form errors
-announced and tied to their field, and status badges saying their state in words and an
-icon, not colour alone.
+the page behind it) and fails on any violation of any impact or any "needs review" result
+of an unknown kind, then checks what axe cannot: buttons at least 24 x 24 px and other
+targets sized or spaced as WCAG 2.5.8 asks, form errors announced and tied to their
+field, and status badges saying their state in words and an icon, not colour alone.
 """
 
 from __future__ import annotations

@@ -194,7 +194,6 @@ class Walk:
         self.page = self.watched.page
         self.server = server
         self.lang = lang
-        self.checked = 0
 
     def url(self, path: str) -> str:
         return f"{self.server.url}{path}"
@@ -214,7 +213,6 @@ class Walk:
             assert_accessible(page, f"[{self.lang}] {what}, at 390 px")
         finally:
             page.set_viewport_size(DESKTOP)
-        self.checked += 2
 
     def forget_expected_console_errors(self, status: int) -> None:
         """The browser notes each 4xx answer in the console; an expected one is no fault."""
