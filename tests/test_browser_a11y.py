@@ -626,6 +626,19 @@ def test_newcomer_sets_up(browser, server, tmp_path, lang, module_smtp, module_s
         walk.escape("/settings/2fa")
         walk.check("settings with SMS and email")
 
+        # A new email address waits for the code sent to it (a wrong one first).
+        walk.goto("/settings/profile")
+        profile = "main form:has([name=email])"
+        page.locator(f"{profile} [name=email]").fill(f"new-{newcomer.email_address()}")
+        page.locator(f"{profile} [name=current_password]").fill(newcomer.password)
+        walk.submit(profile)
+        expect(page.locator("#confirm-email")).to_be_visible()
+        walk.check("member info: the new address to confirm")
+        page.locator("#code-email").fill("000000")
+        walk.submit("#confirm-email form:has(#code-email)")
+        expect(page.locator("#code-email-error")).to_be_visible()
+        walk.check("member info: a wrong confirmation code")
+
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_admin_pages_and_dialogs(browser, server, tmp_path, lang):
