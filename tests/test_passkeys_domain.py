@@ -1016,3 +1016,66 @@ def test_verify_passkey_is_a_second_step_unless_told_otherwise(alice):
     register(alice, device)
     answer = prompt(alice, device, "second")
     assert twofactor.verify_passkey(alice, answer, NOW, RP, SESSION).ok
+
+
+def test_a_ceremony_in_a_frame_is_refused_whichever_field_says_so(alice):
+    """crossOrigin true alone, or a topOrigin alone (WebAuthn L3 7.2 steps 13-14), each
+    signed by the key as a framed browser would send it."""
+    device = SoftAuthenticator(origin=RP.origin)
+    register(alice, device)
+    for extra in ({"crossOrigin": True}, {"topOrigin": "https://evil.example"}):
+        device.client_extra = extra
+        assert check(alice, prompt(alice, device)).failure is Failure.INVALID, extra
+    device.client_extra = {"crossOrigin": False}
+    assert check(alice, prompt(alice, device)).ok
+
+
+def test_a_response_of_exactly_the_size_limit_is_read(alice):
+    device = SoftAuthenticator(origin=RP.origin)
+    register(alice, device)
+    answer = prompt(alice, device)
+    padded = answer[:-1] + " " * (passkeys.RESPONSE_MAX - len(answer)) + "}"
+    assert len(padded) == passkeys.RESPONSE_MAX
+    assert check(alice, padded).ok
+    assert check(alice, padded + " ").failure is Failure.GONE  # challenge spent above
+
+
+def test_prompts_give_the_browser_five_minutes_and_ask_for_resident_keys(alice):
+    device = SoftAuthenticator(origin=RP.origin)
+    options = json.loads(passkeys.begin_registration(alice, "鍵", RP, SESSION, NOW))
+    assert options["timeout"] == 5 * 60 * 1000
+    assert options["authenticatorSelection"] == {
+        "residentKey": "preferred",
+        "requireResidentKey": False,
+        "userVerification": "preferred",
+    }
+    register(alice, device)
+    options = json.loads(passkeys.begin_authentication(alice, RP, SESSION, "second", NOW))
+    assert options["timeout"] == 5 * 60 * 1000
+    with pytest.raises(ValueError, match="only a passwordless sign-in has no member"):
+        passkeys.begin_authentication(None, RP, SESSION, "second", NOW)
+
+
+def test_a_security_key_without_user_verification_can_be_registered(alice):
+    """A key touched without a PIN proves presence: enough for a second step."""
+    key = register(alice, SoftAuthenticator(origin=RP.origin, user_verified=False))
+    assert key.id is not None
+
+
+def test_the_pending_name_is_this_sessions_live_registration_only(alice, bob):
+    passkeys.begin_registration(alice, "仕事用", RP, SESSION, NOW)
+    assert passkeys.pending_name(alice, SESSION, NOW) == "仕事用"
+    ends = NOW + timedelta(seconds=passkeys.CHALLENGE_SECONDS)
+    assert passkeys.pending_name(alice, SESSION, ends - SECOND) == "仕事用"
+    assert passkeys.pending_name(alice, SESSION, ends) is None
+    assert passkeys.pending_name(bob, SESSION, NOW) is None
+    passkeys.begin_authentication(alice, RP, "another-session", "second", NOW)
+    assert passkeys.pending_name(alice, "another-session", NOW) is None
+
+
+def test_the_first_passkey_counts_as_a_second_step_passed_now(alice):
+    device = SoftAuthenticator(origin=RP.origin)
+    options = passkeys.begin_registration(alice, "鍵", RP, SESSION, NOW)
+    key, codes = twofactor.enable_passkey(alice, device.create(options), NOW, RP, SESSION)
+    assert isinstance(key, Passkey) and len(codes) == 10
+    assert fresh(alice.id).last_second_step_at == NOW

@@ -204,7 +204,8 @@ def test_two_answers_racing_on_one_key_are_no_clone_report(alice, monkeypatch):
         return real_update(model)
 
     monkeypatch.setattr(module, "update", racing_update)
-    assert check(alice, answer).failure is Failure.GONE
+    refused = check(alice, answer)
+    assert refused.failure is Failure.GONE and refused.key.id == key.id
 
 
 def test_a_hostile_key_name_is_text_everywhere_it_is_shown(app, client, member, operator_totp):

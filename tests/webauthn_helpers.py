@@ -92,9 +92,14 @@ class SoftAuthenticator:
         flags |= BS if self.backed_up else 0
         return flags
 
+    # Extra clientDataJSON members, signed like the rest: e.g. a ceremony run in a
+    # cross-origin frame says {"crossOrigin": True, "topOrigin": "https://evil.example"}.
+    client_extra: dict = field(default_factory=dict)
+
     def _client_data(self, kind: str, challenge: str) -> bytes:
         return json.dumps(
-            {"type": kind, "challenge": challenge, "origin": self.origin, "crossOrigin": False},
+            {"type": kind, "challenge": challenge, "origin": self.origin, "crossOrigin": False}
+            | self.client_extra,
             separators=(",", ":"),
         ).encode()
 
