@@ -520,3 +520,13 @@ def test_passwordless_answers_are_limited_per_address_even_when_turned_off(app, 
     ]
     assert statuses[:limit] == [400] * limit and statuses[-1] == 429
     assert len(events(app, "signin.passkey_failed")) == limit
+
+
+def test_the_autofill_options_request_leaves_the_session_cookie_alone(client, member):
+    """/login has the session id ready, so the options request passkeys.js sends as the
+    page loads sets no cookie: a navigation that races it (a password-reset link opened
+    at once) keeps what it stored in the session instead of losing it to a stale copy."""
+    assert client.get("/login").status_code == 200
+    response = client.post("/login/passkey/options")
+    assert response.status_code == 200 and "challenge" in response.text
+    assert "Set-Cookie" not in response.headers, response.headers

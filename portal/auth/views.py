@@ -90,6 +90,12 @@ def login() -> ResponseReturnValue:
 
 
 def _login_page(form: LoginForm, error: str | None, next_url: str | None, status: int = 200):
+    passwordless = passkey_web.passwordless_allowed()
+    if passwordless:
+        # The id passkey ceremonies are bound to, made now: the options request passkeys.js
+        # sends as the page loads then writes no cookie, which could overwrite what a
+        # navigation racing it stores (a password-reset link opened at once).
+        passkey_web.session_key()
     return render(
         "auth/login.html",
         "auth/_login_form.html",
@@ -97,7 +103,7 @@ def _login_page(form: LoginForm, error: str | None, next_url: str | None, status
         form=form,
         error=error,
         next=next_url,
-        passwordless=passkey_web.passwordless_allowed(),
+        passwordless=passwordless,
     )
 
 
