@@ -245,6 +245,13 @@ def sign_out(page: Page, server) -> None:
     expect(page.locator(".flashes")).to_contain_text("ログアウトしました。")
 
 
+def htmx_idle(page: Page) -> None:
+    """Wait until no htmx request, swap or settle is under way: new content's forms are
+    htmx's only once settled (sent sooner, a form goes as a plain page request)."""
+    busy = page.locator(".htmx-request, .htmx-swapping, .htmx-settling, .htmx-added")
+    expect(busy).to_have_count(0)
+
+
 def read_secret(container) -> str:
     secret = container.locator("#totp-secret").inner_text()
     assert re.fullmatch(r"([A-Z2-7]{4} )*[A-Z2-7]{4}", secret), secret

@@ -26,6 +26,7 @@ from browser_helpers import (
     app_of,
     current_step,
     evidence_on_failure,
+    htmx_idle,
     language_context,
     mailed_code,
     read_secret,
@@ -207,6 +208,7 @@ class Walk:
     def check(self, what: str) -> None:
         page = self.page
         page.wait_for_load_state("load")
+        htmx_idle(page)
         assert_accessible(page, f"[{self.lang}] {what}")
         page.set_viewport_size(PHONE)
         try:
@@ -222,6 +224,7 @@ class Walk:
     # --- forms, by their fields' names (the same in every language) -------------------
 
     def submit(self, form: str) -> None:
+        htmx_idle(self.page)
         self.page.locator(form).locator("button[type=submit]").first.click()
 
     def sign_in(self, spec: MemberSpec) -> None:
@@ -254,9 +257,11 @@ class Walk:
 
     def open_dialog(self, opener: str, shows: str) -> None:
         """Click the control (an hx-get link) and wait for the dialog to show ``shows``."""
+        htmx_idle(self.page)
         self.page.locator(opener).first.click()
         expect(self.dialog).to_be_visible()
         expect(self.dialog.locator(shows).first).to_be_visible()
+        htmx_idle(self.page)
 
     def in_dialog(self, selector: str):
         return self.dialog.locator(selector)
