@@ -1080,3 +1080,25 @@ def test_the_first_passkey_counts_as_a_second_step_passed_now(alice):
     key, codes = twofactor.enable_passkey(alice, device.create(options), NOW, RP, SESSION)
     assert isinstance(key, Passkey) and len(codes) == 10
     assert fresh(alice.id).last_second_step_at == NOW
+
+
+def test_transports_are_stored_once_each(alice):
+    key = register(alice, SoftAuthenticator(origin=RP.origin, transports=("usb",) * 80 + ("nfc",)))
+    assert key.transports == "usb,nfc"
+
+
+def test_a_challenge_needs_a_session_and_a_known_purpose(alice):
+    with pytest.raises(ValueError, match="a challenge needs a session and a known purpose"):
+        passkeys.begin_authentication(alice, RP, "", "second", NOW)
+    with pytest.raises(ValueError, match="a challenge needs a session and a known purpose"):
+        passkeys.begin_authentication(alice, RP, SESSION, "other", NOW)
+
+
+def test_other_members_keys_do_not_count_towards_the_ten(alice, bob):
+    other = SoftAuthenticator(origin=RP.origin)
+    for n in range(5):
+        register(bob, other, name=f"bob {n}")
+    device = SoftAuthenticator(origin=RP.origin)
+    for n in range(passkeys.MAX_KEYS):
+        register(alice, device, name=f"alice {n}")
+    assert passkeys.count(alice) == passkeys.MAX_KEYS

@@ -362,9 +362,10 @@ def finish_registration(
         credential_id=verified.credential_id,
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
+        # Known names once each (at most seven: well inside the column).
         transports=",".join(
-            t for t in transports if isinstance(t, str) and t in _known_transports()
-        )[:200],
+            dict.fromkeys(t for t in transports if isinstance(t, str) and t in _known_transports())
+        ),
         aaguid=str(verified.aaguid)[:36],
         backup_eligible=verified.credential_device_type.value == "multi_device",
         backed_up=verified.credential_backed_up,
