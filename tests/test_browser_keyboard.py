@@ -364,11 +364,11 @@ def test_settings_dialogs(browser, server, tmp_path):
 def test_confirm_on_a_dialog_page(browser, server, tmp_path):
     """本人確認 opened by its address (the member-info page links to it): Enter sends
     the code and the member lands where the link said, not in a modal."""
-    app = app_of(server, APP)
+    app = app_of(server, MAIL)  # its app is still unused: a code at once
     watched = open_tab(browser, server)
     page = watched.page
     with evidence_on_failure(watched, server, tmp_path, "keyboard-reauth-page"):
-        sign_in(page, server, APP)
+        sign_in(page, server, MAIL)
         enter_code(page, app.fresh_code())
         expect(page).to_have_url(f"{server.url}/")
         page.goto(f"{server.url}/settings/reauth?next=/settings/profile")
@@ -377,7 +377,7 @@ def test_confirm_on_a_dialog_page(browser, server, tmp_path):
         expect(page).to_have_url(re.compile(r"/settings/reauth"))
         expect(dialog(page)).to_be_hidden()
         expect(page.locator("[id=code]")).to_have_count(1)
-        enter_code(page, server.recovery[APP.login_id][1], REAUTH_LABEL)
+        enter_code(page, server.recovery[MAIL.login_id][0], REAUTH_LABEL)
         expect(page).to_have_url(f"{server.url}/settings/profile")
         expect(dialog(page)).to_be_hidden()
 
