@@ -17,7 +17,7 @@ from ..web.htmx import no_store
 from . import bp
 from .common import recovery_codes_dialog, stale, withdrawn
 from .forms import PasskeyAnswerForm, PasskeyNameForm
-from .views import announce_enabled, removal_dialog, removal_done
+from .views import UNTICKED, announce_enabled, removal_dialog, removed
 
 
 def _too_many() -> ResponseReturnValue:
@@ -175,31 +175,24 @@ def passkey_remove(key_id: int) -> ResponseReturnValue:
     m = member()
     keys = passkeys.count(m)
     last_of_all = keys == 1 and twofactor.enabled_methods(m) == ["passkey"]
+    codes_left = recovery.remaining(m) if last_of_all else 0
     form = ConfirmForm()
     error = None
     if form.validate_on_submit():
         if form.confirm.data:
-            codes_left = recovery.remaining(m) if last_of_all else 0
             name = twofactor.remove_passkey(m, key.id)
             if name is None:  # removed by a parallel request meanwhile
                 return _key_or_answer("settings.passkey_remove", key_id)[1]
-            sessions.end_other_sessions(m)
             audit.record_request("passkey.removed", method="passkey", key=key_id, name=name)
             if keys == 1:
                 audit.record_request("method.disabled", method="passkey")
-            others = twofactor.enabled_methods(m)
-            notices.send(
-                m,
+            return removed(
+                _("パスキー「%(name)s」の無効化が完了しました。", name=name),
+                codes_left,
                 "passkey_removed",
-                now=sessions.now(),
                 name=name,
-                none_left=not others,
-                **notices.request_details(),
             )
-            return removal_done(
-                _("パスキー「%(name)s」の無効化が完了しました。", name=name), others, codes_left
-            )
-        error = _("無効化するには「はい、無効化して問題ありません。」にチェックを入れてください。")
+        error = str(UNTICKED)
     return removal_dialog(
         form=form,
         error=error,
@@ -210,5 +203,5 @@ def passkey_remove(key_id: int) -> ResponseReturnValue:
             "パスキーを保存した端末やパスワード管理ツールからも削除しておくと安心です。"
         ),
         last=last_of_all,
-        codes_left=recovery.remaining(m) if last_of_all else 0,
+        codes_left=codes_left,
     )

@@ -12,6 +12,7 @@ from datetime import datetime
 from flask import flash, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 
 from .. import audit, members, notices, sessions, throttle, twofactor
@@ -269,21 +270,14 @@ def method_disable(kind: str) -> ResponseReturnValue:
     if form.validate_on_submit():
         if form.confirm.data:
             twofactor.disable_method(m, kind)
-            sessions.end_other_sessions(m)
             audit.record_request("method.disabled", method=kind)
-            others = twofactor.enabled_methods(m)
-            notices.send(
-                m,
+            return removed(
+                _("%(method)sの無効化が完了しました。", method=name),
+                codes_left,
                 "method_disabled",
-                now=sessions.now(),
                 method=name,
-                none_left=not others,
-                **notices.request_details(),
             )
-            return removal_done(
-                _("%(method)sの無効化が完了しました。", method=name), others, codes_left
-            )
-        error = _("無効化するには「はい、無効化して問題ありません。」にチェックを入れてください。")
+        error = str(UNTICKED)
     return removal_dialog(
         form=form,
         error=error,
@@ -297,6 +291,27 @@ def method_disable(kind: str) -> ResponseReturnValue:
 def removal_dialog(**context) -> ResponseReturnValue:
     """The confirm dialog for turning off a method or removing a passkey."""
     return dialog("settings/_disable.html", **context)
+
+
+UNTICKED = _l("無効化するには「はい、無効化して問題ありません。」にチェックを入れてください。")
+
+
+def removed(title: str, codes_left: int, notice: str, **details: object) -> ResponseReturnValue:
+    """After a method or a passkey is removed: other sessions end, the member is mailed
+    (saying whether any second step is left), and the completion dialog says what still
+    works."""
+    m = member()
+    sessions.end_other_sessions(m)
+    others = twofactor.enabled_methods(m)
+    notices.send(
+        m,
+        notice,
+        now=sessions.now(),
+        none_left=not others,
+        **details,
+        **notices.request_details(),
+    )
+    return removal_done(title, others, codes_left)
 
 
 def removal_done(title: str, others: list[str], codes_left: int) -> ResponseReturnValue:
