@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pyotp
 import pytest
-from live_server import MemberSpec
+from live_server import MemberSpec, enrol_operator
 from mail_server import SMTPServer, body_text
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from sms_gateway import SMSGateway
@@ -76,6 +76,13 @@ def app_of(server, spec: MemberSpec) -> Authenticator:
         apps[spec.login_id] = Authenticator(server.secrets[spec.login_id])
         apps[spec.login_id].last_step = server.step
     return apps[spec.login_id]
+
+
+def make_operator(server, spec: MemberSpec) -> None:
+    """Make the member an operator with an authenticator app enrolled now; app_of(server,
+    spec) is then its phone."""
+    server.secrets[spec.login_id] = enrol_operator(server, spec.login_id)
+    server.step = current_step()  # enrol() used the current step
 
 
 def wrong_code(*apps: Authenticator) -> str:
@@ -176,22 +183,14 @@ SIX_DIGITS = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 
 @pytest.fixture(scope="module")
 def module_smtp() -> Iterator[SMTPServer]:
-    server = SMTPServer()
-    server.start()
-    try:
+    with SMTPServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def module_sms() -> Iterator[SMSGateway]:
-    gateway = SMSGateway()
-    gateway.start()
-    try:
+    with SMSGateway() as gateway:
         yield gateway
-    finally:
-        gateway.stop()
 
 
 def wired_environment(smtp: SMTPServer, gateway: SMSGateway) -> dict[str, str]:
@@ -318,11 +317,22 @@ def verify_without_navigation(watched: Watched, server, code: str) -> None:
     assert_above(page, "#code-error", "#code")
 
 
-def verify(page: Page, server, code: str) -> None:
+def submit_code(page: Page, server, code: str) -> None:
+    """Submit a code on /login/verify and expect the TOP page."""
     page.get_by_label("認証コード", exact=True).fill(code)
     page.get_by_role("button", name="認証する").click()
     expect(page).to_have_url(f"{server.url}/")
+
+
+def verify(page: Page, server, code: str) -> None:
+    submit_code(page, server, code)
     expect(page.get_by_text("二段階認証：設定済み")).to_be_visible()
+
+
+def sign_in_with_app(page: Page, server, member: MemberSpec) -> None:
+    """The password, then a fresh code of the member's app (app_of): the TOP page."""
+    sign_in(page, server, member)
+    submit_code(page, server, app_of(server, member).fresh_code())
 
 
 # --- the walk over every page ---------------------------------------------------------------

@@ -55,6 +55,10 @@ class LiveServer:
     instance_path: Path
     log_path: Path
     members: dict[str, MemberSpec] = field(default_factory=dict)
+    # Each enrolled member's authenticator secret (app_secrets) and the time step enrol()
+    # used: the browser tests' phones (browser_helpers.app_of).
+    secrets: dict[str, str] = field(default_factory=dict)
+    step: int | None = None
 
     def log(self) -> str:
         """Everything gunicorn and the app wrote so far (access log and errors)."""
@@ -261,6 +265,22 @@ def enrol(server, login_id: str) -> list[str]:
         )
         assert status is twofactor.Enrolment.OK and len(codes) == 10, "enrolment failed"
         return codes
+
+
+def enrol_contact(server, login_id: str, kind: str) -> list[str]:
+    """Give the member an email or SMS method (``kind``) and a set of recovery codes
+    directly in the server's database; returns the codes."""
+    from portal import members
+    from portal.extensions import db
+    from portal.models import ContactMethod
+    from portal.twofactor import recovery
+
+    with server.app_context():
+        member = members.find(login_id)
+        now = datetime.now(UTC)
+        db.session.add(ContactMethod(member_id=member.id, kind=kind, created_at=now))
+        db.session.commit()
+        return recovery.issue(member, now)
 
 
 def enrol_operator(server, login_id: str) -> str:

@@ -65,7 +65,8 @@ class _Controller(Controller):
 
 
 class SMTPServer:
-    """A running SMTP server that records what it receives."""
+    """A running SMTP server that records what it receives; as a context manager it
+    runs for the block (a fixture of any scope)."""
 
     host = "127.0.0.1"
 
@@ -92,6 +93,13 @@ class SMTPServer:
         """Stop the server; stopping again (a test that took it down) does nothing."""
         if self._controller._thread is not None:
             self._controller.stop()
+
+    def __enter__(self) -> SMTPServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def wait_for(self, count: int = 1, timeout: float = WAIT_TIMEOUT) -> list[EmailMessage]:
         """Wait until at least ``count`` messages arrived; fail the test after ``timeout``."""
@@ -122,9 +130,5 @@ def body_html(msg: EmailMessage) -> str | None:
 
 @pytest.fixture
 def smtp_server() -> Iterator[SMTPServer]:
-    server = SMTPServer()
-    server.start()
-    try:
+    with SMTPServer() as server:
         yield server
-    finally:
-        server.stop()

@@ -77,7 +77,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class SMSGateway:
-    """A running gateway that records every POST and answers according to ``mode``."""
+    """A running gateway that records every POST and answers according to ``mode``; as a
+    context manager it runs for the block (a fixture of any scope)."""
 
     def __init__(self, mode: str = "ok", hang_seconds: float = 10.0) -> None:
         self.mode = mode
@@ -122,12 +123,15 @@ class SMSGateway:
         self._thread.join()
         self._server.server_close()  # joins the handler threads
 
+    def __enter__(self) -> SMSGateway:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @pytest.fixture
 def sms_gateway() -> Iterator[SMSGateway]:
-    gateway = SMSGateway()
-    gateway.start()
-    try:
+    with SMSGateway() as gateway:
         yield gateway
-    finally:
-        gateway.stop()

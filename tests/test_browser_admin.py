@@ -4,19 +4,17 @@ page is up to date after 無効化 → 完了, the audit log's date range is che
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from browser_helpers import (
     PASSWORD,
-    Authenticator,
     close_dialog,
-    current_step,
     evidence_on_failure,
+    make_operator,
     open_page,
     sign_in,
+    sign_in_with_app,
 )
-from live_server import MemberSpec, enrol_operator, run_server
+from live_server import MemberSpec, enrol_contact, run_server
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -28,31 +26,16 @@ MEMBER = MemberSpec("sakura", PASSWORD, name="桜井さくら")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with run_server(tmp_path_factory.mktemp("admin-server"), [OPERATOR, MEMBER]) as live:
-        from portal import members
-        from portal.extensions import db
-        from portal.models import ContactMethod
-        from portal.twofactor import recovery
-
-        with live.app_context():
-            sakura = members.find("sakura")
-            now = datetime.now(UTC)
-            db.session.add(ContactMethod(member_id=sakura.id, kind="email", created_at=now))
-            db.session.commit()
-            recovery.issue(sakura, now)
-        live.operator_secret = enrol_operator(live, "chief")
+        enrol_contact(live, "sakura", "email")
+        make_operator(live, OPERATOR)
         yield live
 
 
 def test_operator_resets_lists_a_page_and_checks_the_audit_range(browser, server, tmp_path):
-    operator_app = Authenticator(server.operator_secret)
-    operator_app.last_step = current_step()  # enrol() used the current step
     watched = open_page(browser, javascript=True)
     page = watched.page
     with evidence_on_failure(watched, server, tmp_path, "operator"):
-        sign_in(page, server, OPERATOR)
-        page.get_by_label("認証コード", exact=True).fill(operator_app.fresh_code())
-        page.get_by_role("button", name="認証する").click()
-        expect(page).to_have_url(f"{server.url}/")
+        sign_in_with_app(page, server, OPERATOR)
 
         # Bug 1: after 無効化 → 完了 the card no longer lists the method or the button.
         page.goto(f"{server.url}/admin/members/sakura")

@@ -11,14 +11,13 @@ import pytest
 from browser_helpers import (
     PASSWORD,
     TIMEOUT_MS,
-    Authenticator,
     Watched,
     close_dialog,
-    current_step,
     evidence_on_failure,
-    sign_in,
+    make_operator,
+    sign_in_with_app,
 )
-from live_server import MemberSpec, enrol_operator, run_server
+from live_server import MemberSpec, enrol_contact, run_server
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -34,13 +33,12 @@ def server(tmp_path_factory):
     with run_server(tmp_path_factory.mktemp("admin-passkeys"), [OPERATOR, MEMBER]) as live:
         from portal import audit, members
         from portal.extensions import db
-        from portal.models import ContactMethod, Passkey
-        from portal.twofactor import recovery
+        from portal.models import Passkey
 
+        enrol_contact(live, "kaede", "sms")
         with live.app_context():
             kaede = members.find("kaede")
             now = datetime.now(UTC)
-            db.session.add(ContactMethod(member_id=kaede.id, kind="sms", created_at=now))
             for n, name in enumerate(KEY_NAMES):
                 db.session.add(
                     Passkey(
@@ -53,9 +51,8 @@ def server(tmp_path_factory):
                     )
                 )
             db.session.commit()
-            recovery.issue(kaede, now)
             audit.record("signin.success", subject=kaede, actor=kaede, method="passkey")
-        live.operator_secret = enrol_operator(live, "keeper")
+        make_operator(live, OPERATOR)
         yield live
 
 
@@ -66,8 +63,6 @@ def no_sideways_scroll(page: Page, what: str) -> None:
 
 
 def test_the_admin_pages_with_passkeys_fit_and_the_reset_takes_them(browser, server, tmp_path):
-    operator_app = Authenticator(server.operator_secret)
-    operator_app.last_step = current_step()  # enrol() used the current step
     for family, (width, height) in WIDTHS.items():
         context = browser.new_context(
             locale="ja-JP", timezone_id="Asia/Tokyo", viewport={"width": width, "height": height}
@@ -76,10 +71,7 @@ def test_the_admin_pages_with_passkeys_fit_and_the_reset_takes_them(browser, ser
         page = context.new_page()
         watched = Watched(page)  # closes the context when done
         with evidence_on_failure(watched, server, tmp_path, family):
-            sign_in(page, server, OPERATOR)
-            page.get_by_label("認証コード", exact=True).fill(operator_app.fresh_code())
-            page.get_by_role("button", name="認証する").click()
-            expect(page).to_have_url(f"{server.url}/")
+            sign_in_with_app(page, server, OPERATOR)
             for path, check in (
                 ("/admin/policy", "パスキーだけでのログインを許可する"),
                 ("/admin/", "パスキー"),

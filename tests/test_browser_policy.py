@@ -9,15 +9,16 @@ from browser_helpers import (
     PASSWORD,
     Authenticator,
     close_dialog,
-    current_step,
     evidence_on_failure,
+    make_operator,
     open_dialog,
     open_page,
     read_secret,
     sign_in,
+    sign_in_with_app,
     sign_out,
 )
-from live_server import MemberSpec, enrol_operator, run_server
+from live_server import MemberSpec, run_server
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -29,20 +30,15 @@ MEMBER = MemberSpec("sakura", PASSWORD, name="桜井さくら")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with run_server(tmp_path_factory.mktemp("policy-server"), [OPERATOR, MEMBER]) as live:
-        live.operator_secret = enrol_operator(live, "chief")
+        make_operator(live, OPERATOR)
         yield live
 
 
 def test_required_policy_walks_a_member_through_set_up_then_remembers(browser, server, tmp_path):
-    operator_app = Authenticator(server.operator_secret)
-    operator_app.last_step = current_step()  # enrol() used the current step
     watched = open_page(browser, javascript=True)
     page = watched.page
     with evidence_on_failure(watched, server, tmp_path, "operator"):
-        sign_in(page, server, OPERATOR)
-        page.get_by_label("認証コード", exact=True).fill(operator_app.fresh_code())
-        page.get_by_role("button", name="認証する").click()
-        expect(page).to_have_url(f"{server.url}/")
+        sign_in_with_app(page, server, OPERATOR)
         page.goto(f"{server.url}/admin/policy")
         expect(page.get_by_role("heading", name="二段階認証方式の設定")).to_be_visible()
         page.get_by_label("メンバー", exact=True).select_option("required")
