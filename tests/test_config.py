@@ -32,9 +32,17 @@ def test_other_boolean_values_name_the_variable(raw):
         from_environment({"PORTAL_HTTPS": raw})
 
 
-def test_missing_secret_key_stops_production_start_up(env):
-    with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
+def refused_at_start_up(env, message: str, **settings: str) -> None:
+    """With ``settings`` in the environment, create_app() stops with a ConfigError
+    matching ``message``."""
+    for name, value in settings.items():
+        env.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
         create_app()
+
+
+def test_missing_secret_key_stops_production_start_up(env):
+    refused_at_start_up(env, "SECRET_KEY is not set")
 
 
 def test_development_generates_one_key_and_reuses_it(env, tmp_path):
@@ -48,9 +56,7 @@ def test_development_generates_one_key_and_reuses_it(env, tmp_path):
 
 
 def test_unknown_environment_name_is_refused(env):
-    env.setenv("PORTAL_ENV", "staging")
-    with pytest.raises(ConfigError, match="PORTAL_ENV"):
-        create_app()
+    refused_at_start_up(env, "PORTAL_ENV", PORTAL_ENV="staging")
 
 
 def test_https_switch_sets_cookies_and_hsts(env):
@@ -96,25 +102,20 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(app):
 
 
 def test_short_secret_key_is_refused(env):
-    env.setenv("SECRET_KEY", "too-short")
-    with pytest.raises(ConfigError, match="SECRET_KEY is too short"):
-        create_app()
+    refused_at_start_up(env, "SECRET_KEY is too short", SECRET_KEY="too-short")
 
 
 def test_time_zone_from_environment(env):
     env.setenv("SECRET_KEY", "k" * 40)
     env.setenv("PORTAL_TIMEZONE", "Europe/Berlin")
     assert create_app().config["BABEL_DEFAULT_TIMEZONE"] == "Europe/Berlin"
-    env.setenv("PORTAL_TIMEZONE", "Mars/Olympus")
-    with pytest.raises(ConfigError, match="PORTAL_TIMEZONE"):
-        create_app()
+    refused_at_start_up(env, "PORTAL_TIMEZONE", PORTAL_TIMEZONE="Mars/Olympus")
 
 
 def test_a_short_hmac_key_stops_start_up(env):
-    env.setenv("SECRET_KEY", "k" * 40)
-    env.setenv("PORTAL_HMAC_KEY", "short")
-    with pytest.raises(ConfigError, match="PORTAL_HMAC_KEY is too short"):
-        create_app()
+    refused_at_start_up(
+        env, "PORTAL_HMAC_KEY is too short", SECRET_KEY="k" * 40, PORTAL_HMAC_KEY="short"
+    )
 
 
 def test_production_warns_when_codes_would_travel_unencrypted(env, caplog):
@@ -176,11 +177,13 @@ def test_passkeys_take_the_rp_id_from_a_named_base_url(env):
     ],
 )
 def test_a_passkey_rp_id_that_cannot_work_stops_the_start(env, rp_id, message):
-    env.setenv("PORTAL_ENV", "development")
-    env.setenv("PORTAL_BASE_URL", "https://portal.example.com")
-    env.setenv("PORTAL_WEBAUTHN_RP_ID", rp_id)
-    with pytest.raises(ConfigError, match=message):
-        create_app()
+    refused_at_start_up(
+        env,
+        message,
+        PORTAL_ENV="development",
+        PORTAL_BASE_URL="https://portal.example.com",
+        PORTAL_WEBAUTHN_RP_ID=rp_id,
+    )
 
 
 def test_a_parent_domain_is_a_valid_rp_id(env):
