@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from axe_helpers import AXE_VERSION, assert_accessible, axe_results, load_axe, unexplained
+from axe_helpers import AXE_VERSION, WCAG, assert_accessible, axe_results, load_axe, unexplained
 from browser_helpers import (
     PASSWORD,
     SECOND_STEP,
@@ -37,7 +37,7 @@ from browser_helpers import (
 )
 from live_server import MemberSpec, app_secrets, enrol, run_server
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
@@ -79,8 +79,29 @@ class Cast:
     def unenrolled(self) -> MemberSpec:  # an operator without a second step: forced to set up
         return self.spec("boss", "新任管理者")
 
+    @property
+    def plain(self) -> MemberSpec:  # app, email and a passkey, in a browser without JavaScript
+        return self.spec("mio", "中村美緒")
+
+    @property
+    def locked(self) -> MemberSpec:  # email codes, locked out of codes and recovery for now
+        return self.spec("aki", "高橋亜希")
+
+    @property
+    def blocked(self) -> MemberSpec:  # email codes, locked until an operator lifts it
+        return self.spec("sho", "伊藤翔")
+
     def everyone(self) -> list[MemberSpec]:
-        return [self.member, self.newcomer, self.subject, self.operator, self.unenrolled]
+        return [
+            self.member,
+            self.newcomer,
+            self.subject,
+            self.operator,
+            self.unenrolled,
+            self.plain,
+            self.locked,
+            self.blocked,
+        ]
 
 
 # --- the server: mail and SMS really delivered, every kind of member ---------------------------
@@ -113,7 +134,7 @@ def arrange(live, casts: list[Cast]) -> None:
                 )
     live.recovery = {}
     for cast in casts:
-        for spec in (cast.member, cast.subject, cast.operator):
+        for spec in (cast.member, cast.plain, cast.subject, cast.operator):
             live.recovery[spec.login_id] = enrol(live, spec.login_id)
     live.step = current_step()  # enrol() used the current step of every app
     live.key_ids, live.tokens = {}, {}
@@ -131,8 +152,19 @@ def arrange(live, casts: list[Cast]) -> None:
                 db.session.add(ContactMethod(member_id=member.id, kind=kind, created_at=now))
             subject = members.find(cast.subject.login_id)
             subject.tfa_blocked_at, subject.tfa_streak = now, 100
+            locked = members.find(cast.locked.login_id)
+            locked.tfa_locked_until = locked.recovery_locked_until = now + timedelta(hours=1)
+            blocked = members.find(cast.blocked.login_id)
+            blocked.tfa_blocked_at, blocked.tfa_streak = now, 100
+            plain = members.find(cast.plain.login_id)
+            for who in (locked, blocked, plain):
+                db.session.add(ContactMethod(member_id=who.id, kind="email", created_at=now))
             keys = {}
-            for who, name in ((member, "仕事用のノートパソコン"), (subject, "YubiKey 5")):
+            for who, name in (
+                (member, "仕事用のノートパソコン"),
+                (subject, "YubiKey 5"),
+                (plain, "スマートフォン"),
+            ):
                 keys[who.login_id] = Passkey(
                     member_id=who.id,
                     credential_id=f"a11y-{who.login_id}".encode(),
@@ -205,16 +237,45 @@ class Walk:
         # The page is in the language this walk asked for.
         expect(self.page.locator("html")).to_have_attribute("lang", self.lang)
 
+    def ready(self) -> Page:
+        """The page to audit, once the tab is at rest."""
+        self.page.wait_for_load_state("load")
+        htmx_idle(self.page)
+        return self.page
+
     def check(self, what: str) -> None:
-        page = self.page
-        page.wait_for_load_state("load")
-        htmx_idle(page)
+        page = self.ready()
         assert_accessible(page, f"[{self.lang}] {what}")
         page.set_viewport_size(PHONE)
         try:
             assert_accessible(page, f"[{self.lang}] {what}, at 390 px")
         finally:
             page.set_viewport_size(DESKTOP)
+
+    def check_print(self, what: str) -> None:
+        """The sheet as it prints: the recovery codes under a line naming the site, the
+        account and the day, on the first page, nothing else of the page; held to WCAG
+        (see assert_accessible)."""
+        page = self.ready()
+        sheet = page.locator("#recovery-sheet")
+        heading = sheet.locator(".print-only")
+        expect(heading).to_be_hidden()
+        page.emulate_media(media="print")
+        try:
+            expect(heading).to_be_visible()
+            box = sheet.bounding_box()
+            assert box is not None and box["x"] == 0 and box["y"] == 0, box
+            visible = page.evaluate(
+                """() => [...document.body.querySelectorAll("*")]
+                  .filter(e => e.checkVisibility({visibilityProperty: true})
+                    && [...e.childNodes].some(n => n.nodeType === 3 && n.data.trim()))
+                  .map(e => e.closest("#recovery-sheet") ? null : e.outerHTML.slice(0, 80))
+                  .filter(Boolean)"""
+            )
+            assert visible == [], visible  # text outside the sheet would print too
+            assert_accessible(page, f"[{self.lang}] {what}, printed", WCAG)
+        finally:
+            page.emulate_media(media="screen")
 
     def forget_expected_console_errors(self, status: int) -> None:
         """The browser notes each 4xx answer in the console; an expected one is no fault."""
@@ -294,6 +355,53 @@ class Walk:
             for path in found:
                 self.goto(path)
                 self.check(f"{endpoint} {path}")
+
+
+class NoScriptWalk(Walk):
+    """A tab with JavaScript off. axe is JavaScript and needs the page's timers, which a
+    browser without JavaScript does not run; so ``check`` audits a mirror: the same
+    document as this tab parsed it (<noscript> content shown, scripts gone), served at
+    the same URL to a second tab whose own scripts run."""
+
+    def __init__(self, browser, server, lang: str):
+        context = language_context(browser, lang, viewport=DESKTOP, java_script_enabled=False)
+        self.watched = Watched(context.new_page())
+        self.page = self.watched.page
+        self.server = server
+        self.lang = lang
+        self.mirror = language_context(browser, lang, viewport=DESKTOP).new_page()
+
+    def submit(self, form: str) -> None:
+        self.page.locator(form).locator("button[type=submit]").first.click()
+
+    def ready(self) -> Page:
+        page, mirror = self.page, self.mirror
+        page.wait_for_load_state("load")
+        html = re.sub(r"<script\b[^>]*>.*?</script>", "", page.content(), flags=re.S | re.I)
+        html = html.replace("<noscript>", "<div data-noscript>").replace("</noscript>", "</div>")
+        url = page.url
+
+        def serve(route) -> None:
+            route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html)
+
+        mirror.unroute_all()
+        mirror.route(lambda u: u == url, serve)
+        mirror.goto(url)
+        # The mirror shows what the tab shows: no script ran there either.
+        assert mirror.evaluate("typeof window.htmx") == "undefined"
+        mirror.set_viewport_size(DESKTOP)
+        return mirror
+
+    def check(self, what: str) -> None:
+        super().check(f"{what}, without JavaScript")
+
+    def check_print(self, what: str) -> None:
+        super().check_print(f"{what}, without JavaScript")
+
+    def follow(self, link: str) -> None:
+        """A dialog's opener followed as a plain link: the dialog as a page of its own."""
+        self.page.locator(link).first.click()
+        self.page.wait_for_load_state("load")
 
 
 # --- the tests ---------------------------------------------------------------------------------
@@ -556,8 +664,26 @@ def test_member_pages_and_dialogs(browser, server, tmp_path, lang):
         walk.submit("#dialog-content form")
         expect(walk.in_dialog("#recovery-codes li")).to_have_count(10)
         walk.check("recovery codes: the new codes")
+        expect(walk.in_dialog("#recovery-sheet .print-only")).to_contain_text(member.login_id)
+        walk.check_print("recovery codes: the new codes")
         walk.done("/settings/2fa")
         walk.check("settings after the changes")
+
+        # A dialog's form sent after its page expired (the CSRF token no longer the
+        # session's): the error box comes into the dialog.
+        walk.open_dialog("#section-recovery a[hx-get$='/recovery/regenerate']", "form")
+        page.evaluate(
+            """() => {
+              document.querySelector('meta[name="csrf-token"]').content = "expired";
+              document.querySelectorAll('#dialog-content [name=csrf_token]')
+                .forEach(input => { input.value = "expired"; });
+            }"""
+        )
+        walk.submit("#dialog-content form")
+        expect(walk.in_dialog(".error-box[role=alert]")).to_be_visible()
+        walk.forget_expected_console_errors(400)
+        walk.check("a dialog's form after its page expired")
+        walk.escape(None)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
@@ -718,3 +844,187 @@ def test_admin_pages_and_dialogs(browser, server, tmp_path, lang):
         walk.open_dialog("#page-table a[hx-get$='/delete']", "form")
         walk.check("member page: delete")
         walk.escape(None)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_locked_second_step(browser, server, tmp_path, lang):
+    """The code and recovery pages of a member locked out for now (429, with the time it
+    ends) and of one whom only an operator can let back in (423)."""
+    cast = Cast(lang)
+    walk = Walk(browser, server, lang)
+    page = walk.page
+    with evidence_on_failure(walk.watched, server, tmp_path, f"locked-{lang}"):
+        walk.sign_in(cast.locked)
+        expect(page).to_have_url(walk.url("/login/verify"))
+        expect(page.locator("#code-error")).to_be_visible()
+        with page.expect_response(lambda r: r.url.endswith("/login/verify")) as answer:
+            walk.enter_code("000000")
+        assert answer.value.status == 429
+        walk.check("code page: locked for now")
+        walk.goto("/login/recovery")
+        page.locator("#recovery-form [name=recovery_code]").fill("aaaaa-aaaaa")
+        walk.submit("#recovery-form")
+        expect(page.locator("#recovery_code-error")).to_be_visible()
+        walk.check("recovery page: locked for now")
+        walk.forget_expected_console_errors(429)
+
+    walk = Walk(browser, server, lang)
+    page = walk.page
+    with evidence_on_failure(walk.watched, server, tmp_path, f"blocked-{lang}"):
+        walk.sign_in(cast.blocked)
+        expect(page).to_have_url(walk.url("/login/verify"))
+        with page.expect_response(lambda r: r.url.endswith("/login/verify")) as answer:
+            walk.enter_code("000000")
+        assert answer.value.status == 423
+        expect(page.locator("#code-error")).to_be_visible()
+        walk.check("code page: locked until an operator lifts it")
+        walk.forget_expected_console_errors(423)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_without_javascript(browser, server, tmp_path, lang):
+    """Every form works as a plain POST; the pages it leads to, the dialogs as pages of
+    their own and their error states, with the notices shown only without JavaScript."""
+    cast = Cast(lang)
+    member = cast.plain
+    walk = NoScriptWalk(browser, server, lang)
+    page = walk.page
+    with evidence_on_failure(walk.watched, server, tmp_path, f"no-js-{lang}"):
+        walk.goto("/login")
+        walk.check("login")
+        walk.sign_in(member)
+        expect(page).to_have_url(walk.url("/login/verify"))
+        walk.check("code page: app")
+        walk.enter_code(wrong_code(app_of(server, member)))
+        expect(page.locator("#code-error")).to_be_visible()
+        walk.check("code page: a wrong code")
+        walk.choose_method("passkey")
+        expect(page.locator("#verify-box noscript")).to_have_count(1)
+        walk.check("code page: passkey")
+        walk.goto("/login/recovery")
+        codes = server.recovery[member.login_id]
+        page.locator("#recovery-form [name=recovery_code]").fill(codes[0])
+        walk.submit("#recovery-form")
+        expect(page).to_have_url(walk.url("/"))
+        walk.check("マイページ after a recovery code")
+
+        walk.goto("/settings/2fa")
+        walk.check("settings")
+        walk.follow("#section-app a[href$='/2fa/app/replace']")
+        expect(page.locator("main svg.qr")).to_be_visible()
+        walk.check("app set-up (replace)")
+        page.locator("main [name=code]").fill(wrong_code(app_of(server, member)))
+        walk.submit("main form:has([name=code])")
+        expect(page.locator("#code-error")).to_be_visible()
+        walk.check("app set-up: a wrong code")
+
+        walk.goto("/settings/2fa")
+        walk.follow("#section-email a[href$='/email/disable']")
+        # Without portal.js the button is not held back: the server refuses and says why.
+        walk.submit("main form:has([name=confirm])")
+        expect(page.locator("#confirm-error")).to_be_visible()
+        walk.check("disable email: not confirmed")
+
+        walk.goto("/settings/2fa")
+        walk.follow("#section-passkey a[href$='/passkey/setup']")
+        page.locator("main [name=name]").fill("予備のセキュリティキー")
+        walk.submit("main form:has([name=name])")
+        expect(page.locator("main noscript")).to_have_count(1)
+        walk.check("passkey add: the prompt")
+
+        walk.goto("/settings/2fa")
+        walk.follow("#section-recovery a[href$='/recovery/regenerate']")
+        walk.submit("main form")
+        expect(page.locator("main #recovery-codes li")).to_have_count(10)
+        walk.check("recovery codes: the new codes")
+        walk.check_print("recovery codes: the new codes")
+
+
+# Limits of one attempt: the second is refused. One worker, so that it counts every
+# request (without REDIS_URL each worker counts its own).
+TIGHT_LIMITS = {
+    "PORTAL_LIMIT_LOGIN_ACCOUNT_ADDRESS": "1 per hour",
+    "PORTAL_LIMIT_RESET_ADDRESS": "1 per hour",
+    "PORTAL_LIMIT_RESET_TOKEN": "1 per hour",
+    "PORTAL_LIMIT_VERIFY": "1 per hour",
+    "PORTAL_LIMIT_RECOVERY": "1 per hour",
+}
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory, module_smtp, module_sms):
+    environment = wired_environment(module_smtp, module_sms) | TIGHT_LIMITS
+    environment["PORTAL_RATELIMIT"] = "yes"
+    with run_server(tmp_path_factory.mktemp("limits"), workers=1, environment=environment) as live:
+        from portal import members
+
+        with live.app_context():
+            for cast in map(Cast, LANGUAGES):
+                for spec in (cast.member, cast.newcomer):
+                    members.create(spec.login_id, email=spec.email_address(), password=PASSWORD)
+        for cast in map(Cast, LANGUAGES):
+            enrol(live, cast.member.login_id)
+        yield live
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_too_many_attempts(browser, limited_server, tmp_path, lang):
+    """Each form over its rate limit: the page again with the refusal (429) announced."""
+    server = limited_server
+    cast = Cast(lang)
+    walk = Walk(browser, server, lang)
+    page = walk.page
+
+    def twice(send: Callable[[], None], answered: str) -> None:
+        """Send a form twice; the second answer is the refusal."""
+        for _ in range(2):
+            with page.expect_response(
+                lambda r: r.request.method == "POST" and r.url.endswith(answered)
+            ) as answer:
+                send()
+            htmx_idle(page)
+        assert answer.value.status == 429, answer.value.url
+
+    with evidence_on_failure(walk.watched, server, tmp_path, f"limits-{lang}"):
+        walk.goto("/login")
+
+        def wrong_password() -> None:
+            form = page.locator("#login-form")
+            form.locator("[name=login_id]").fill(cast.newcomer.login_id)
+            form.locator("[name=password]").fill("not the password")
+            walk.submit("#login-form")
+
+        twice(wrong_password, "/login")
+        expect(page.locator("#login-error")).to_be_visible()
+        walk.check("login: too many attempts")
+
+        def forgot() -> None:
+            walk.goto("/login/forgot")  # once sent, the page has no form
+            page.locator("[name=login_id]").fill(cast.newcomer.login_id)
+            walk.submit("main form")
+
+        twice(forgot, "/login/forgot")
+        expect(page.locator("main .error[role=alert]").first).to_be_visible()
+        walk.check("forgot: too many requests")
+        walk.goto("/login/reset/not-a-token")
+        with page.expect_response(lambda r: "/login/reset" in r.url) as answer:
+            page.reload()
+        assert answer.value.status == 429
+        expect(page.locator("#reset-error")).to_be_visible()
+        walk.check("reset: too many broken links")
+
+        walk.sign_in(cast.member)
+        expect(page).to_have_url(walk.url("/login/verify"))
+        twice(lambda: walk.enter_code("000000"), "/login/verify")
+        expect(page.locator("#code-error")).to_be_visible()
+        walk.check("code page: too many attempts")
+        walk.goto("/login/recovery")
+
+        def wrong_recovery_code() -> None:
+            page.locator("#recovery-form [name=recovery_code]").fill("aaaaa-aaaaa")
+            walk.submit("#recovery-form")
+
+        twice(wrong_recovery_code, "/login/recovery")
+        expect(page.locator("#recovery_code-error")).to_be_visible()
+        walk.check("recovery page: too many attempts")
+        walk.forget_expected_console_errors(429)

@@ -19,10 +19,17 @@ mask = notify.mask_destination
 
 def recovery_codes_dialog(codes: list[str], title: str) -> Response:
     """Shown once: the download is a data: URL built from this same response, so the
-    codes are never fetched again from the server."""
+    codes are never fetched again from the server. A printed copy names the site, the
+    account and the day, so a sheet found in a drawer says what it unlocks."""
     text = quote("\r\n".join(codes) + "\r\n")
     return no_store(
-        dialog("settings/_recovery_codes.html", codes=codes, codes_text=text, title=title)
+        dialog(
+            "settings/_recovery_codes.html",
+            codes=codes,
+            codes_text=text,
+            title=title,
+            issued=sessions.now(),
+        )
     )
 
 
