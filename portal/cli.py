@@ -1,33 +1,70 @@
-"""Command-line tools: ``flask --app wsgi members …``, ``demo-accounts``, ``keys rotate``."""
+"""Command-line tools: ``flask --app wsgi members …``, ``demo-accounts``, ``keys rotate``.
+
+What the commands print for people (results and errors, the domain's messages too)
+is in the language of the operator's shell (``LANG=en_US.UTF-8``: English; ``C`` or
+unset: the portal's default, Japanese); see :func:`portal.i18n.shell_language`. Their
+``--help`` stays English like Flask's own, and machine-read output (``members list``,
+``policy show``, CSV) keeps its field names in every language."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import sys
+import unicodedata
+from collections.abc import Callable
+from typing import Any
 
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
+from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from . import members
+from . import i18n, members
 from .extensions import db
 
-members_cli = AppGroup("members", help="Create members and set passwords.")
-keys_cli = AppGroup("keys", help="Manage encryption keys for secrets at rest.")
-policy_cli = AppGroup("policy", help="Show or change the two-step verification policy.")
+
+def spoken(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command (inside its app context) in the shell's language."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with force_locale(i18n.shell_language()):
+            return command(*args, **kwargs)
+
+    return run
+
+
+class Group(AppGroup):
+    """An AppGroup whose commands speak the shell's language."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
+        register = super().command(*args, **kwargs)
+        return lambda f: register(spoken(f))
+
+
+members_cli = Group("members", help="Create members and set passwords.")
+keys_cli = Group("keys", help="Manage encryption keys for secrets at rest.")
+policy_cli = Group("policy", help="Show or change the two-step verification policy.")
 
 
 def fail(message: str) -> None:
     """One clear line on stderr and exit status 1; nothing has been written."""
-    click.echo(f"Error: {message}", err=True)
+    click.echo(_("エラー：%(message)s", message=message), err=True)
     sys.exit(1)
+
+
+def need_password_stdin() -> None:
+    # Passwords never go on the command line (shell history, the process list).
+    option = "--password-stdin"
+    fail(_("%(option)s を指定し、パスワードは標準入力から渡してください。", option=option))
 
 
 def member_or_fail(login_id: str):
     member = members.find(login_id)
     if member is None:
-        fail(f"no member with login ID {login_id!r}")
+        fail(_("ログインID「%(login_id)s」の会員はいません。", login_id=login_id))
     return member
 
 
@@ -48,7 +85,7 @@ def read_password() -> str:
 def create_member(login_id, email, name, phone, operator, password_stdin):
     """Create a member."""
     if not password_stdin:
-        fail("--password-stdin is required (passwords never go on the command line)")
+        need_password_stdin()
     try:
         member = members.create(
             login_id,
@@ -65,7 +102,7 @@ def create_member(login_id, email, name, phone, operator, password_stdin):
         from . import audit
 
         audit.record("admin.operator_granted", subject=member, actor_label="cli")
-    click.echo(f"Created member {member.login_id}")
+    click.echo(_("会員 %(login_id)s を作成しました。", login_id=member.login_id))
 
 
 @members_cli.command("set-password")
@@ -74,7 +111,7 @@ def create_member(login_id, email, name, phone, operator, password_stdin):
 def set_password(login_id, password_stdin):
     """Set a member's password (their sessions end)."""
     if not password_stdin:
-        fail("--password-stdin is required (passwords never go on the command line)")
+        need_password_stdin()
     member = member_or_fail(login_id)
     try:
         members.set_password(member, read_password())
@@ -84,7 +121,7 @@ def set_password(login_id, password_stdin):
     from . import audit
 
     audit.record("password.changed", subject=member, actor_label="cli")
-    click.echo(f"Password set for {member.login_id}")
+    click.echo(_("%(login_id)s のパスワードを設定しました。", login_id=member.login_id))
 
 
 @members_cli.command("list")
@@ -143,14 +180,25 @@ def reset_two_factor(login_id):
     try:
         methods = twofactor.reset_all(member, now=now(), commit=False)
     except twofactor.NoSecondStep:
-        fail(f"{member.login_id} has no second step: nothing to reset")
+        fail(
+            _(
+                "%(login_id)s には二段階認証が設定されていません。無効化するものはありません。",
+                login_id=member.login_id,
+            )
+        )
     audit.record("admin.reset_2fa", subject=member, actor_label="cli", methods=methods)
     notices.send(member, "reset", now=now(), ip="", user_agent="flask members reset-2fa")
     if member.is_operator:
         notices.tell_operators_of_reset(
             member, actor=None, actor_label="cli", now=now(), ip="", user_agent=""
         )
-    click.echo(f"2FA reset for {member.login_id} (removed: {', '.join(methods)})")
+    click.echo(
+        _(
+            "%(login_id)s の二段階認証を無効化しました（削除：%(methods)s）。",
+            login_id=member.login_id,
+            methods=", ".join(methods),
+        )
+    )
 
 
 @members_cli.command("unlock-2fa")
@@ -164,7 +212,7 @@ def unlock_two_factor(login_id):
     was_blocked = member.tfa_blocked_at is not None
     lockout.clear(member)
     audit.record("admin.unlock_2fa", subject=member, actor_label="cli", was_blocked=was_blocked)
-    click.echo(f"Second-step locks lifted for {member.login_id}")
+    click.echo(_("%(login_id)s の二段階認証のロックを解除しました。", login_id=member.login_id))
 
 
 @members_cli.command("grant-operator")
@@ -177,20 +225,22 @@ def grant_operator(login_id):
     member.is_operator = True
     db.session.commit()
     audit.record("admin.operator_granted", subject=member, actor_label="cli")
-    click.echo(f"{member.login_id} is now an operator")
+    click.echo(_("%(login_id)s を管理者にしました。", login_id=member.login_id))
 
 
 @click.command("demo-accounts")
 @with_appcontext
+@spoken
 def demo_accounts():
     """Make sure ``demo`` and ``admin`` exist, give both fresh passwords, print them.
     Development only: a well-known operator account has no place on a real site."""
     from flask import current_app
 
     if current_app.config["PORTAL_ENV"] != "development":
-        fail("demo-accounts only runs with PORTAL_ENV=development")
-    lines = [f"Member portal: http://localhost:{current_app.config['PORT']}/", ""]
-    lines.append("Demo accounts (new passwords on every start):")
+        fail(_("demo-accounts は PORTAL_ENV=development のときだけ実行できます。"))
+    address = f"http://localhost:{current_app.config['PORT']}/"
+    lines = [_("アドレス：%(url)s", url=address), ""]
+    lines.append(_("デモアカウント（起動のたびに新しいパスワードになります）："))
     for login_id, operator in (("demo", False), ("admin", True)):
         password = secrets.token_urlsafe(12)
         member = members.find(login_id)
@@ -204,17 +254,26 @@ def demo_accounts():
             )
         else:
             members.set_password(member, password)
-        role = "(operator)" if operator else "(member)"
-        lines.append(f"  {login_id:<6} {role:<10}  password: {password}")
-    lines += ["", "Stop with Ctrl+C."]
+        role = _("（管理者）") if operator else _("（会員）")
+        lines.append(f"  {login_id:<6} {padded(role, 16)} " + _("パスワード：") + password)
+    lines += ["", _("Ctrl+C で停止します。")]
     click.echo(framed(lines))
+
+
+def columns(text: str) -> int:
+    """How many terminal columns ``text`` takes: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def padded(text: str, width: int) -> str:
+    return text + " " * max(0, width - columns(text))
 
 
 def framed(lines: list[str]) -> str:
     """The lines in an ASCII box, so the address and passwords stand out of the log."""
-    width = max(len(line) for line in lines)
+    width = max(columns(line) for line in lines)
     rule = "+" + "-" * (width + 4) + "+"
-    body = [f"|  {line:<{width}}  |" for line in lines]
+    body = [f"|  {padded(line, width)}  |" for line in lines]
     return "\n".join(["", rule, *body, rule, ""])
 
 
@@ -228,8 +287,13 @@ def rotate_keys():
         count = totp.rotate_secrets()
     except SecretTampered:
         db.session.rollback()
-        fail("a stored secret could not be decrypted with any configured key; nothing changed")
-    click.echo(f"Re-encrypted {count} secrets")
+        fail(
+            _(
+                "%(keys)s のどの鍵でも復号できないシークレットがあるため、何も変更していません。",
+                keys="PORTAL_ENCRYPTION_KEYS",
+            )
+        )
+    click.echo(_("%(count)d 件のシークレットを再暗号化しました。", count=count))
 
 
 @policy_cli.command("show")
@@ -253,7 +317,13 @@ def policy_set(field, value):
     from .web import policy as current
 
     if field not in policy.FIELDS:
-        fail(f"unknown field {field!r} (one of: {', '.join(policy.FIELDS)})")
+        fail(
+            _(
+                "不明な項目です：%(field)s（指定できる項目：%(fields)s）",
+                field=field,
+                fields=", ".join(policy.FIELDS),
+            )
+        )
     row = current.current()
     raw = policy.values(row) | {field: value}
     clean, errors = policy.validate(raw, path_exists=current.landing_exists)
@@ -262,7 +332,7 @@ def policy_set(field, value):
     changes = policy.save(row, clean, by="cli", now=now())
     if not changes:
         db.session.rollback()
-        click.echo(f"{field} is already {value}")
+        click.echo(_("%(field)s は既に %(value)s です。", field=field, value=value))
         return
     audit.record(
         "admin.policy_changed", actor_label="cli", changes={k: list(v) for k, v in changes.items()}

@@ -11,7 +11,7 @@ No request objects here: the selectors that read the request live in
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
 from functools import lru_cache
@@ -97,6 +97,25 @@ def member_language(member: Member) -> str:
     """The language mail and SMS to the member use: their stored choice, else the default."""
     stored = member.locale
     return stored if stored in LANGUAGES and compiled(stored) else DEFAULT_LANGUAGE
+
+
+def shell_language(environ: Mapping[str, str] = os.environ) -> str:
+    """The language of the operator's shell, for the command-line tools: the first
+    language ``LANGUAGE`` lists that the portal speaks, else the one named by the first
+    of ``LC_ALL``, ``LC_MESSAGES`` and ``LANG`` that is set (``en_US.UTF-8``: English);
+    the default when that names none the portal speaks (``C``, ``POSIX``, unset)."""
+    for entry in environ.get("LANGUAGE", "").split(":"):
+        if (code := _language_of(entry)) is not None:
+            return code
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if value := environ.get(name):
+            return _language_of(value) or DEFAULT_LANGUAGE
+    return DEFAULT_LANGUAGE
+
+
+def _language_of(locale_name: str) -> str | None:
+    code = locale_name.split(".")[0].split("@")[0].split("_")[0].split("-")[0].lower()
+    return code if code in available() else None
 
 
 def site_timezone() -> str:

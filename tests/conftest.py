@@ -72,7 +72,10 @@ def client(app):
 
 
 @pytest.fixture
-def runner(app):
+def runner(app, monkeypatch):
+    """The CLI as an operator whose shell names no language (``C``): the portal's default."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)
     return app.test_cli_runner()
 
 

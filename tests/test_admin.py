@@ -610,7 +610,7 @@ def test_the_member_page_fetches_its_cards_again_when_a_dialog_closes(app, admin
 def test_cli_refuses_to_reset_a_member_without_2fa(app, runner):
     seed(app, {"quin": ()})
     result = runner.invoke(args=["members", "reset-2fa", "quin"])
-    assert result.exit_code == 1 and "no second step" in result.output
+    assert result.exit_code == 1 and "quin には二段階認証が設定されていません" in result.output
     assert reset_rows(app) == []
 
 

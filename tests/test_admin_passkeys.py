@@ -313,7 +313,7 @@ def test_cli_reset_removes_passkeys_too(app, runner):
     seed(app, {"keyapp": ("app",)})
     add_passkeys(app, "keyapp", "YubiKey")
     result = runner.invoke(args=["members", "reset-2fa", "keyapp"])
-    assert result.exit_code == 0 and "removed: passkey, app" in result.output
+    assert result.exit_code == 0 and "（削除：passkey, app）" in result.output
     with app.app_context():
         m = members.find("keyapp")
         assert db.session.scalar(db.select(Passkey).where(Passkey.member_id == m.id)) is None

@@ -378,3 +378,59 @@ def test_without_a_compiled_catalogue_the_portal_is_japanese_only(tmp_path, monk
     page = app.test_client().get("/login", headers=ENGLISH).text
     assert lang_of(page) == "ja" and "パスワードをお忘れの方" in page
     assert 'action="/language"' not in page
+
+
+# --- the command line speaks the shell's language ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "language"),
+    [
+        ({}, "ja"),
+        ({"LANG": "C.UTF-8"}, "ja"),
+        ({"LANG": "POSIX"}, "ja"),
+        ({"LANG": "en_US.UTF-8"}, "en"),
+        ({"LANG": "en_GB"}, "en"),
+        ({"LANG": "ja_JP.UTF-8"}, "ja"),
+        ({"LANG": "fr_FR.UTF-8"}, "ja"),  # a language the portal does not speak
+        ({"LC_ALL": "ja_JP.UTF-8", "LANG": "en_US.UTF-8"}, "ja"),  # LC_ALL before LANG
+        ({"LC_MESSAGES": "en_US.UTF-8", "LANG": "ja_JP.UTF-8"}, "en"),
+        ({"LANGUAGE": "fr:en", "LANG": "C.UTF-8"}, "en"),  # the first it speaks of a list
+        ({"LANGUAGE": "fr", "LANG": "en_US.UTF-8"}, "en"),
+        ({"LANG": "en@euro"}, "en"),
+    ],
+)
+def test_shell_language(environ, language):
+    assert i18n.shell_language(environ) == language
+
+
+def test_the_cli_speaks_english_in_an_english_shell(app, runner, member, monkeypatch):
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    create = ["members", "create", "bob", "--email", "b@example.com", "--password-stdin"]
+    made = runner.invoke(args=create, input=PASSWORD + "\n")
+    assert made.exit_code == 0 and made.output.strip() == "Created member bob."
+    # The domain's own refusals come in English too, after the English "Error:".
+    refused = runner.invoke(args=[*create[:2], "carol", *create[3:]], input="short\n")
+    assert refused.exit_code == 1
+    assert refused.output.strip() == "Error: Passwords must be 12 to 128 characters long."
+    missing = runner.invoke(args=["members", "unlock-2fa", "nobody"])
+    assert missing.output.strip() == "Error: There is no member with the login ID “nobody”."
+    # Machine-read output keeps its field names in every language.
+    shown = runner.invoke(args=["policy", "show"])
+    assert shown.exit_code == 0 and shown.output.startswith("enforcement ")
+
+    monkeypatch.setenv("LANG", "ja_JP.UTF-8")
+    again = runner.invoke(args=["members", "unlock-2fa", "nobody"])
+    assert again.output.strip() == "エラー：ログインID「nobody」の会員はいません。"
+
+
+@pytest.mark.settings(PORTAL_ENV="development", PORT=5001)
+def test_demo_accounts_in_english(app, runner, monkeypatch):
+    monkeypatch.setenv("LANGUAGE", "en")
+    result = runner.invoke(args=["demo-accounts"])
+    assert result.exit_code == 0
+    body = result.output
+    assert "Address: http://localhost:5001/" in body and "Stop with Ctrl+C." in body
+    lines = [line for line in body.splitlines() if line]
+    assert len({len(line) for line in lines}) == 1  # the box is square
+    assert re.search(r"\|\s+admin\s+\(administrator\)\s+password: \S+\s+\|", body), body

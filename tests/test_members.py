@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from conftest import PASSWORD
 
@@ -145,7 +147,8 @@ def test_demo_accounts_are_created_then_refreshed(app, runner):
     assert second.exit_code == 0 and first.output != second.output
     with app.app_context():
         assert members.find("admin").is_operator and not members.find("demo").is_operator
-        demo_password = second.output.split("demo")[1].split("password:")[1].split()[0]
+        demo_line = next(line for line in second.output.splitlines() if "  demo " in line)
+        demo_password = demo_line.split("パスワード：")[1].split()[0]
         assert members.authenticate("demo", demo_password) is not None
 
 
@@ -158,6 +161,11 @@ def test_demo_accounts_are_refused_in_production(app, runner):
         assert members.find("admin") is None and members.find("demo") is None
 
 
+def columns(text: str) -> int:
+    """Terminal columns: a wide (Japanese) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 @pytest.mark.settings(PORTAL_ENV="development", PORT=5001)
 def test_demo_accounts_are_printed_framed_with_the_address(app, runner):
     """`make run` prints the address and the accounts last, in a box that stands out."""
@@ -165,6 +173,6 @@ def test_demo_accounts_are_printed_framed_with_the_address(app, runner):
     lines = [line for line in result.output.splitlines() if line]
     assert lines[0] == lines[-1] and set(lines[0]) == {"+", "-"}
     assert all(line.startswith("|") and line.endswith("|") for line in lines[1:-1])
-    assert len({len(line) for line in lines}) == 1
+    assert len({columns(line) for line in lines}) == 1  # Japanese takes two columns a letter
     body = result.output
     assert "http://localhost:5001/" in body and "demo" in body and "admin" in body

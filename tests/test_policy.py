@@ -221,7 +221,7 @@ def test_cli_shows_and_sets_with_the_same_validation(app, runner):
     assert ok.exit_code == 0 and "192.0.2.0/24 skip; ::1/128 always" in ok.output
     for args, words in (
         (["policy", "set", "grace_days", "999"], "grace_days: 0〜365"),
-        (["policy", "set", "colour", "red"], "unknown field"),
+        (["policy", "set", "colour", "red"], "不明な項目です：colour"),
         (["policy", "set", "trusted_networks", "10.0.0.0/8 skip"], "skip に指定できる範囲"),
         (["policy", "set", "landing_path", "/nowhere"], "landing_path"),
     ):
