@@ -10,6 +10,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import app_log
 from . import config as config_module
 from .access_log import RedactingFilter
 from .extensions import babel, csrf, db, limiter, login_manager, mail, migrate
@@ -26,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     config_module.finalise(app.config, app.instance_path)
     # A crash on the password-reset link would log its token in the path.
     app.logger.addFilter(RedactingFilter())
+    app_log.init_app(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))

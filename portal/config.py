@@ -78,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
     # Request bodies larger than this are refused with 413 before they are read.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "PORTAL_PROXY_COUNT": 0,
+    # The application's log lines: "text", or "json" (one JSON object per line).
+    "PORTAL_LOG_FORMAT": "text",
     # Mail (Flask-Mail). Without MAIL_SERVER, mail is written to the log instead.
     "MAIL_SERVER": None,
     "MAIL_PORT": 25,
@@ -221,6 +223,13 @@ def parse_timezone(name: str, raw: str) -> str:
     return value
 
 
+def parse_log_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"text", "json"}:
+        raise ConfigError(f"{name} must be 'text' or 'json', not {raw!r}")
+    return value
+
+
 def parse_env_name(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if value not in {"development", "production"}:
@@ -285,6 +294,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "REDIS_URL": ("REDIS_URL", parse_redis_url),
     "PORTAL_TIMEZONE": ("BABEL_DEFAULT_TIMEZONE", parse_timezone),
     "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", int_at_least(0)),
+    "PORTAL_LOG_FORMAT": ("PORTAL_LOG_FORMAT", parse_log_format),
     "PORTAL_RATELIMIT": ("RATELIMIT_ENABLED", parse_bool),
     "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int_at_least(1024)),
     "MAIL_SERVER": ("MAIL_SERVER", parse_str),

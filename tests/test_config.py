@@ -59,6 +59,10 @@ def test_unknown_environment_name_is_refused(env):
     refused_at_start_up(env, "PORTAL_ENV", PORTAL_ENV="staging")
 
 
+def test_unknown_log_format_is_refused(env):
+    refused_at_start_up(env, "PORTAL_LOG_FORMAT must be 'text' or 'json'", PORTAL_LOG_FORMAT="xml")
+
+
 def test_https_switch_sets_cookies_and_hsts(env):
     env.setenv("SECRET_KEY", "k" * 40)
     env.setenv("PORTAL_HTTPS", "yes")
