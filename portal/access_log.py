@@ -10,6 +10,7 @@ it for ``make run`` and the test servers; a reverse proxy's own log needs the sa
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 
@@ -24,7 +25,19 @@ def redact(text: str) -> str:
 
 class RedactingLogger(Logger):
     """Every value the access log format can name (request line, path, referrer, raw
-    headers and environ) is redacted before formatting."""
+    headers and environ) is redacted before formatting. With ``PORTAL_LOG_FORMAT=json``
+    every line, access log and gunicorn's own messages, is one JSON object
+    (``portal/app_log.py``)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from . import app_log  # it imports this module
+
+        if app_log.log_format(os.environ) == "json":
+            for handler in self.error_log.handlers:
+                handler.setFormatter(app_log.JsonFormatter())
+            for handler in self.access_log.handlers:
+                handler.setFormatter(app_log.AccessJsonFormatter())
 
     def atoms(self, resp: Any, req: Any, environ: dict, request_time: Any) -> dict:
         found = super().atoms(resp, req, environ, request_time)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from flask import Flask, has_request_context, request
 from flask.logging import default_handler, wsgi_errors_stream
 
 from .access_log import redact
+from .config import DEFAULTS, parse_log_format
 from .web import request_id
 
 TEXT_FORMAT = "[%(asctime)s] %(levelname)s in %(name)s [%(request_id)s]: %(message)s"
@@ -75,6 +77,45 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             fields["stack_info"] = self.formatStack(record.stack_info)
         return json_line(fields)
+
+
+class AccessJsonFormatter(logging.Formatter):
+    """gunicorn's access log as JSON: its logger passes the access-log atoms (already
+    redacted) as the record's arguments; the format string is not used."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        atoms: Mapping[str, Any] = record.args  # type: ignore[assignment]
+
+        def given(key: str) -> Any:
+            value = atoms[key]  # gunicorn's atoms answer "-" for a missing key
+            return None if value in ("-", "") else value
+
+        status = given("s")
+        return json_line(
+            {
+                "time": utc_time(record.created),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": atoms["r"],
+                "request_id": given("{x-request-id}o"),
+                "method": given("m"),
+                "path": given("U"),
+                "status": int(status) if str(status).isdigit() else status,
+                "bytes": given("B"),
+                "duration_ms": round(atoms["D"] / 1000, 1),
+                "remote_addr": given("h"),
+                "referrer": given("f"),
+                "user_agent": given("a"),
+            }
+        )
+
+
+def log_format(environ: Mapping[str, str]) -> str:
+    """PORTAL_LOG_FORMAT as gunicorn's process sees it (the app reads it from its config)."""
+    raw = environ.get("PORTAL_LOG_FORMAT")
+    if raw is None:
+        return DEFAULTS["PORTAL_LOG_FORMAT"]
+    return parse_log_format("PORTAL_LOG_FORMAT", raw)
 
 
 def formatter(log_format: str) -> logging.Formatter:
