@@ -76,6 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp
+    from .health import bp as health_bp
     from .main import bp as main_bp
     from .pages_views import bp as pages_bp
     from .settings import bp as settings_bp
@@ -85,6 +86,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(settings_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(pages_bp)
+    app.register_blueprint(health_bp)
 
     from . import cli
 

@@ -337,8 +337,9 @@ def sign_in_with_app(page: Page, server, member: MemberSpec) -> None:
 
 # --- the walk over every page ---------------------------------------------------------------
 
-# GET routes a person never looks at (files, and the link that only redirects).
-NOT_PAGES = {"static", "admin.audit_csv", "admin.members_csv"}
+# GET routes a person never looks at (files, the load balancers' JSON probe, and the
+# link that only redirects).
+NOT_PAGES = {"static", "admin.audit_csv", "admin.members_csv", "health.healthz"}
 # Between the password and the code; every other auth.* page is for the signed-out.
 SECOND_STEP = {"auth.verify", "auth.recovery_login"}
 

@@ -281,6 +281,7 @@ ALLOWED_WHILE_ENROLLING = {
     "/settings/reauth",
     "/settings/reauth/send",
     "/settings/reauth/passkey",
+    "/healthz",  # the load balancers' probe
 }
 
 

@@ -58,6 +58,15 @@ PASSWORD_RESET_URLS = {
     "/login/reset/" + SAMPLES["token"],
     "/login/password-strength",
 }
+# The load balancers' probe: open to anyone, with GET only; it says whether the database
+# and Redis answer and nothing about anyone (tests/test_health.py).
+HEALTH_URLS = {"/healthz"}
+
+
+def assert_health_answer(method: str, url: str, response) -> None:
+    assert method == "GET" and response.status_code == 200, (method, url, response.status_code)
+    assert response.json == {"status": "ok", "database": "ok", "redis": "not configured"}
+    assert "Set-Cookie" not in response.headers, (method, url)
 
 
 def _fillings(rule: str) -> list[str]:

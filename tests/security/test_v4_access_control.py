@@ -12,12 +12,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from attack_helpers import (
     HARMFUL_FORM,
+    HEALTH_URLS,
     LANGUAGE_URLS,
     PASSWORD_RESET_URLS,
     SECOND_STEP_URLS,
     SIGN_IN_URLS,
     add_member,
     allowed,
+    assert_health_answer,
     audit_count,
     every_route,
     member_state,
@@ -99,6 +101,9 @@ def test_v4_1_1_a_pending_sign_in_reaches_only_the_second_step(
             # Open to anyone; the password changes only for the holder of a mailed link.
             assert response.status_code == 200, (method, url, response.status_code)
             continue
+        if url in HEALTH_URLS:
+            assert_health_answer(method, url, response)
+            continue
         if htmx:
             assert response.status_code == 200 and response.text == "", (method, url)
             assert response.headers["HX-Redirect"] == "/login/verify", (method, url)
@@ -136,6 +141,9 @@ def test_v4_1_1_a_visitor_is_sent_to_sign_in_from_every_url(app, client, alice, 
         if url in PASSWORD_RESET_URLS:
             assert response.status_code == 200, (method, url)
             assert "Alice" not in response.text, (method, url)
+            continue
+        if url in HEALTH_URLS:
+            assert_health_answer(method, url, response)
             continue
         target = redirect_target(response) or ""
         assert response.status_code == (200 if htmx else 302), (method, url)
