@@ -49,6 +49,13 @@ run: install
 	@PORT=$(PORT) $(BIN)/flask --app wsgi demo-accounts
 	@$(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers 2 --worker-class gthread --threads 4 --log-level warning --access-logfile - wsgi:app
 
+# The sign-in benchmark (bench/README.md): seeds its own members into a throwaway
+# database, starts gunicorn and prints every figure, e.g.
+# make bench-signin BENCH_ARGS="--database-url postgresql://bench@127.0.0.1:5433/bench --with-redis"
+.PHONY: bench-signin
+bench-signin: install
+	$(BIN)/python bench/signin.py $(BENCH_ARGS)
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

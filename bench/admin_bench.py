@@ -23,7 +23,6 @@ import gc
 import json
 import math
 import os
-import platform
 import re
 import resource
 import statistics
@@ -35,7 +34,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from benchlib import OPERATOR_LOGIN, OPERATOR_PASSWORD, database_url, make_app, redacted
+from benchlib import (
+    OPERATOR_LOGIN,
+    OPERATOR_PASSWORD,
+    database_url,
+    machine,
+    make_app,
+    redacted,
+)
 from sqlalchemy import event, func, select
 
 from portal.admin.queries import MemberFilter, member_select
@@ -320,20 +326,6 @@ def pad(text: str, width: int) -> str:
     """Left-justify by display width: kanji take two columns in a terminal."""
     shown = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
     return text + " " * max(width - shown, 0)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{os.cpu_count()} CPU ({cpu}), {mem:.0f} GiB RAM, Linux {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
