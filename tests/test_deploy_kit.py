@@ -299,6 +299,18 @@ def test_the_env_example_names_only_real_settings():
     assert set(names) - set(ENVIRONMENT) == {"POSTGRES_PASSWORD"}
 
 
+def test_the_deployment_guide_names_only_real_settings():
+    """Every variable docs/deploy.md names is one the portal, gunicorn.conf.py, the
+    entrypoint or compose.yaml reads."""
+    known = set(ENVIRONMENT) | {"PORTAL_INSTANCE_PATH"}  # the latter read by create_app
+    for reader in ("gunicorn.conf.py", "deploy/docker-entrypoint.sh", "compose.yaml"):
+        known |= set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", (ROOT / reader).read_text()))
+    named = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", (ROOT / "docs/deploy.md").read_text()))
+    assert {"PORTAL_HTTPS", "PORTAL_PROXY_COUNT", "PORTAL_ENCRYPTION_KEYS"} <= named
+    placeholders = {"NEW_KEY", "OLD_KEY"}  # in the rotation example
+    assert named - known == placeholders
+
+
 # --- the systemd unit ---------------------------------------------------------------------
 
 
