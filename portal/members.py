@@ -196,8 +196,19 @@ def authenticate(login_id: str, password: str) -> Member | None:
     An unknown ID is checked against a dummy hash, so both failures cost one argon2
     verification and take the same time (no account enumeration by timing).
     """
+    return authenticate_member(named(login_id), password)
+
+
+def named(login_id: str) -> Member | None:
+    """The member a typed login ID names; None for an unknown or malformed one."""
+    return find(login_id) if LOGIN_ID_RE.fullmatch(login_id.strip()) else None
+
+
+def authenticate_member(member: Member | None, password: str) -> Member | None:
+    """:func:`authenticate` for the member the typed ID named (:func:`named`), looked up
+    once by a caller that needs it anyway; None (no such member) costs one argon2
+    verification all the same."""
     dummy = _dummy_hash()  # made on first use in this process, whichever path is taken
-    member = find(login_id) if LOGIN_ID_RE.fullmatch(login_id.strip()) else None
     stored = member.password_hash if member is not None else dummy
     try:
         hasher().verify(stored, password)

@@ -63,11 +63,7 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         # The typed ID is recorded only as the member it names: people type their
         # password into the ID box, and that must never reach the audit log.
-        named = (
-            members.find(form.login_id.data)
-            if members.LOGIN_ID_RE.fullmatch(form.login_id.data.strip())
-            else None
-        )
+        named = members.named(form.login_id.data)
         key = members.login_key(form.login_id.data)
         device = device_cookie.device_id(named.id if named else None)
         refused = _password_throttle(key, device)
@@ -76,7 +72,7 @@ def login() -> ResponseReturnValue:
             error = TOO_MANY
             if throttle.first_refusal(*bucket):
                 audit.record_request("signin.throttled", subject=named, bucket=bucket[0])
-        elif (member := members.authenticate(form.login_id.data, form.password.data)) is None:
+        elif (member := members.authenticate_member(named, form.password.data)) is None:
             _count_password_failure(key, device)
             # One message for an unknown ID and a wrong password: no hint which it was.
             error = _("ログインIDまたはパスワードが正しくありません。")
@@ -151,9 +147,11 @@ def _send_code(member: Member, method: str) -> None:
             flash(message, "error")
 
 
-def _pending_or_restart():
-    """The pending sign-in, or a response sending the visitor back to the password step."""
-    state = sessions.pending()
+def _pending_or_restart(state: sessions.Pending | None = None):
+    """The pending sign-in (``state``, when the view has read it already), or a response
+    sending the visitor back to the password step."""
+    if state is None:
+        state = sessions.pending()
     if state is not None:
         return state, None
     sessions.drop_stale_pending()
@@ -310,11 +308,12 @@ def _second_step(
     on_success: Callable[[Member], None] | None = None,
     recovery_step: bool = False,
     message: Callable[[twofactor.Result], str] | None = None,
+    state: sessions.Pending | None = None,
 ) -> ResponseReturnValue:
     """One shape for every second-step page: refuse without a live pending sign-in,
     show the lock up front, count the attempt in the domain, re-render in place."""
     counter = lockout.RECOVERY if recovery_step else lockout.CODE
-    state, restart = _pending_or_restart()
+    state, restart = _pending_or_restart(state)
     if restart:
         return restart
     now = sessions.now()
@@ -344,7 +343,7 @@ def _second_step(
                 passkey_web.report_clone(state.member, result.key)
     elif form.errors:
         error = message(twofactor.Result(Outcome.WRONG)) if message else wrong or str(WRONG_CODE)
-    elif (lock := lockout.current_lock(state.member, now, counter)) is not None:
+    elif (lock := lockout.current_lock(state.member, now, counter, reread=False)) is not None:
         error = lock_message(lock.until, now)
     getattr(form, field).data = ""
     response = render(*templates, status, form=form, error=error, **_verify_context(state))
@@ -370,6 +369,7 @@ def verify() -> ResponseReturnValue:
         lambda state, code, now: twofactor.verify_code(state.member, code, now, state.method),
         ("auth/verify.html", "auth/_verify_form.html"),
         ("PORTAL_LIMIT_VERIFY", "verify"),
+        state=state,
     )
 
 
@@ -392,6 +392,7 @@ def verify_passkey() -> ResponseReturnValue:
         ("auth/verify.html", "auth/_verify_form.html"),
         ("PORTAL_LIMIT_VERIFY", "verify"),
         message=lambda result: passkey_web.failure_message(result.passkey),
+        state=state,
     )
 
 

@@ -95,9 +95,13 @@ def blocked(member: Member) -> bool:
     return member.tfa_blocked_at is not None
 
 
-def current_lock(member: Member, now: datetime, counter: str = CODE) -> Lock | None:
-    """The lock that forbids an attempt with ``counter`` now, if any."""
-    _refresh(member)
+def current_lock(
+    member: Member, now: datetime, counter: str = CODE, *, reread: bool = True
+) -> Lock | None:
+    """The lock that forbids an attempt with ``counter`` now, if any. ``reread=False``
+    for a member this request has just read (a page showing the lock up front)."""
+    if reread:
+        _refresh(member)
     if member.tfa_blocked_at is not None:
         return Lock(None)
     until = getattr(member, COUNTERS[counter].locked_until)
