@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -97,15 +99,25 @@ def _nonce_hash(nonce: str) -> str:
     ).hexdigest()
 
 
+# Seconds between two clearings of expired spent marks by one process: a mark outlives
+# its pending cookie anyway, so clearing on every sign-in is only a write more.
+PURGE_SECONDS = 60
+_purged_at = [-math.inf]  # time.monotonic() of this process's last clearing
+
+
 def spend_pending(state: Pending) -> bool:
     """Mark the pending sign-in used, once: False if another request (a copy of the
-    cookie) already completed it. Expired marks are cleared on the way."""
+    cookie) already completed it. The mark is written (a racing copy waits on it and is
+    refused) but left to the caller's commit, so it lands with the sign-in's audit row
+    in one transaction. Expired marks are cleared on the way, once a minute."""
     stamp = now()
-    db.session.execute(delete(SpentSignIn).where(SpentSignIn.expires_at < stamp))
+    if time.monotonic() - _purged_at[0] >= PURGE_SECONDS:
+        db.session.execute(delete(SpentSignIn).where(SpentSignIn.expires_at < stamp))
+        _purged_at[0] = time.monotonic()
     lifetime = timedelta(seconds=current_app.config["PORTAL_PENDING_SECONDS"] + 60)
     db.session.add(SpentSignIn(nonce_hash=_nonce_hash(state.nonce), expires_at=stamp + lifetime))
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         return False

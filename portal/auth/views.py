@@ -327,6 +327,7 @@ def _second_step(
             # A copy of this pending cookie completed the sign-in a moment ago.
             return redirect_to(url_for("auth.login"))
         if result.ok:
+            # The spent mark is committed with the sign-in's audit row.
             response = _finish(state, method, bool(form.remember_device.data))
             if on_success:
                 on_success(state.member)
