@@ -225,10 +225,10 @@ def test_parallel_guesses_cannot_exceed_the_limit(app, member_with_totp, monkeyp
     checked = []
     real_accept = totp.accept
 
-    def held_accept(member, code, now):
+    def held_accept(member, code, now, **options):
         checked.append(code)
         in_flight.wait()  # released only when `limit` checks are in flight at once
-        return real_accept(member, code, now)
+        return real_accept(member, code, now, **options)
 
     monkeypatch.setattr(totp, "accept", held_accept)
     start = threading.Barrier(30, timeout=30)
@@ -364,9 +364,9 @@ def test_two_failures_reaching_the_permanent_lock_together_report_it_once(
     both_in = threading.Barrier(2, timeout=30)
     real_accept = totp.accept
 
-    def held_accept(member, code, now):
+    def held_accept(member, code, now, **options):
         both_in.wait()
-        return real_accept(member, code, now)
+        return real_accept(member, code, now, **options)
 
     monkeypatch.setattr(totp, "accept", held_accept)
     results = []

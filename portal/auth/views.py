@@ -159,8 +159,9 @@ def _pending_or_restart(state: sessions.Pending | None = None):
 
 
 def _audit_sign_in(member: Member, method: str | None, **detail: object) -> None:
+    operator = member.is_operator  # read before the commit below expires the member
     audit.record_request("signin.success", subject=member, method=method, **detail)
-    if member.is_operator:
+    if operator:
         audit.record_request("admin.signin", subject=member, method=method, **detail)
 
 
@@ -244,8 +245,9 @@ def _finish(state: sessions.Pending, method: str, remember: bool):
         # gives a code again (this one may be remembered afresh below).
         devices.forget(state.member)
     sessions.complete_sign_in(state.member, second_step=True)
-    _audit_sign_in(state.member, method)
+    # Read before the audit row's commit, which expires what the session holds.
     response = device_cookie.remember(redirect_to(_landing(state.next)), state.member.id)
+    _audit_sign_in(state.member, method)
     if remember and offers_remembering(state.member):
         _remember_this_device(state.member, response)
     return response

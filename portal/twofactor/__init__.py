@@ -265,7 +265,8 @@ def verify_any(
 
 def _app_attempt(member: Member, code: str | None, now: datetime) -> Result:
     """An app code; a wrong one that is a replay of a used code is flagged as such."""
-    result = _attempt(member, now, lambda: totp.accept(member, code, now))
+    # The spent step is committed with the success (or the failure) the attempt records.
+    result = _attempt(member, now, lambda: totp.accept(member, code, now, commit=False))
     if result.outcome is Outcome.WRONG and totp.replayed(member, code, now):
         return Result(Outcome.WRONG, replayed=True)
     return result

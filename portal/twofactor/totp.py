@@ -208,8 +208,10 @@ def confirm_enrolment(
     return Enrolment.OK
 
 
-def accept(member: Member, code: str | None, now: datetime) -> bool:
-    """Check a sign-in or re-authentication code; each time step is accepted once."""
+def accept(member: Member, code: str | None, now: datetime, *, commit: bool = True) -> bool:
+    """Check a sign-in or re-authentication code; each time step is accepted once.
+    ``commit=False``: the spent step is written but committed by the caller, which must
+    commit next (an attempt commits it together with its success)."""
     cred = credential(member)
     if cred is None:
         return False
@@ -221,7 +223,8 @@ def accept(member: Member, code: str | None, now: datetime) -> bool:
         .where(TotpCredential.id == cred.id, TotpCredential.last_step < step)
         .values(last_step=step, last_used_at=now)
     ).rowcount
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return moved == 1
 
 
