@@ -21,6 +21,8 @@ import time
 
 from flask import Response, current_app, request
 from limits import RateLimitItem, parse, parse_many
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter
 
 from .extensions import limiter
 from .models import Member
@@ -49,30 +51,88 @@ def hit(rules_key: str, *identifiers: str) -> int | None:
     if not _enabled():
         return None
     wait = None
-    for item in _rules(rules_key):
-        # Every rule is counted even after one says no, so each window stays honest.
-        if not limiter.limiter.hit(item, *identifiers):
+    items = _rules(rules_key)
+    # Every rule is counted even after one says no, so each window stays honest.
+    for item, within in zip(items, _count_all(items, identifiers), strict=True):
+        if not within:
             wait = max(wait or 0, _wait(item, *identifiers))
     return wait
 
 
 def full(rules_key: str, *identifiers: str) -> int | None:
     """Without counting: the seconds to wait if a rule is already full, else None."""
+    found = first_full([(rules_key, identifiers)])
+    return found[0] if found is not None else None
+
+
+def first_full(buckets: list[tuple[str, tuple[str, ...]]]) -> tuple[int, tuple[str, ...]] | None:
+    """Without counting: the first of ``buckets`` (rules key, identifiers) with a full
+    rule, as (seconds to wait, identifiers); None when none is full. With Redis, all of
+    them are read in one round trip."""
     if not _enabled():
         return None
-    wait = None
-    for item in _rules(rules_key):
-        if not limiter.limiter.test(item, *identifiers):
-            wait = max(wait or 0, _wait(item, *identifiers))
-    return wait
+    rules = [(n, item) for n, (key, _) in enumerate(buckets) for item in _rules(key)]
+    full_now = _full_all([(item, buckets[n][1]) for n, item in rules])
+    for n, (_, identifiers) in enumerate(buckets):
+        waits = [
+            _wait(item, *identifiers)
+            for (m, item), is_full in zip(rules, full_now, strict=True)
+            if m == n and is_full
+        ]
+        if waits:
+            return max(waits), identifiers
+    return None
 
 
 def record(rules_key: str, *identifiers: str) -> None:
     """Count one event (a failure) that already happened."""
     if not _enabled():
         return
-    for item in _rules(rules_key):
-        limiter.limiter.hit(item, *identifiers)
+    _count_all(_rules(rules_key), identifiers)
+
+
+# --- one round trip to Redis for all the rules of a check --------------------------------
+# With REDIS_URL every rule used to cost a round trip (a bucket has two or three rules,
+# and the password step checks three buckets). The fixed-window counters limits keeps in
+# Redis are read with one MGET and counted with one pipeline of its own increment script;
+# any other storage (memory://, a Redis cluster) goes through limits rule by rule.
+
+
+def _redis() -> RedisStorage | None:
+    strategy = limiter.limiter
+    if type(strategy) is FixedWindowRateLimiter and type(strategy.storage) is RedisStorage:
+        return strategy.storage
+    return None
+
+
+def _count_all(items: list[RateLimitItem], identifiers: tuple[str, ...]) -> list[bool]:
+    """Count one hit on every rule; for each, whether it is still within its limit."""
+    storage = _redis()
+    if storage is None or len(items) < 2:
+        return [limiter.limiter.hit(item, *identifiers) for item in items]
+    pipe = storage.get_connection().pipeline(transaction=False)
+    for item in items:
+        key = storage.prefixed_key(item.key_for(*identifiers))
+        pipe.evalsha(storage.lua_incr_expire.sha, 1, key, item.get_expiry(), 1)
+    from redis.exceptions import NoScriptError  # only with REDIS_URL: redis is installed
+
+    try:
+        counts = pipe.execute()
+    except NoScriptError:
+        # The server lost its scripts (a restart or SCRIPT FLUSH): nothing was counted,
+        # and limits loads the script again on its way.
+        return [limiter.limiter.hit(item, *identifiers) for item in items]
+    return [int(count) <= item.amount for count, item in zip(counts, items, strict=True)]
+
+
+def _full_all(pairs: list[tuple[RateLimitItem, tuple[str, ...]]]) -> list[bool]:
+    """For each (rule, identifiers): whether the rule is already full."""
+    storage = _redis()
+    if storage is None or len(pairs) < 2:
+        return [not limiter.limiter.test(item, *identifiers) for item, identifiers in pairs]
+    keys = [storage.prefixed_key(item.key_for(*identifiers)) for item, identifiers in pairs]
+    counts = storage.get_connection(True).mget(keys)
+    return [int(count or 0) >= item.amount for count, (item, _) in zip(counts, pairs, strict=True)]
 
 
 def first_refusal(*identifiers: str) -> bool:

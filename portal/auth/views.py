@@ -118,9 +118,8 @@ def _password_throttle(key: str, device: str | None) -> tuple[int, tuple[str, ..
             ("PORTAL_LIMIT_LOGIN_ACCOUNT_ADDRESS", ("login-account-address", key, address)),
             ("PORTAL_LIMIT_LOGIN_ACCOUNT", ("login-account", key)),
         ]
-    for rules, bucket in account_buckets:
-        if (wait := throttle.full(rules, *bucket)) is not None:
-            return wait, bucket
+    if (found := throttle.first_full(account_buckets)) is not None:
+        return found
     # Every password check from one address counts (it costs an argon2 hash).
     bucket = ("login-address", address)
     if (wait := throttle.hit("PORTAL_LIMIT_LOGIN_ADDRESS", *bucket)) is not None:
