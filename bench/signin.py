@@ -44,6 +44,7 @@ import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reset", action="store_true", help="wipe a database that holds other members"
     )
     parser.add_argument("--skip", default="", help="comma list of: login, argon2, flows, count")
+    parser.add_argument(
+        "--inprocess-flows", type=int, default=30, help="flows timed in-process (30)"
+    )
     parser.add_argument("--profile", help="also profile --profile-flows flows in-process here")
     parser.add_argument("--profile-flows", type=int, default=100)
     parser.add_argument("--json", help="also write every figure to this file")
@@ -461,6 +465,55 @@ def count_flows(app, pool: MemberPool, redis_url: str | None) -> dict:
         "redis_commands": commands,
         "statement_text": counter.statements,
         "stable": results[0].totals() == results[1].totals(),
+    }
+
+
+class TimedBrowser(TestBrowser):
+    """The test client, noting the CPU time (of this process) each request takes."""
+
+    def __init__(self, app, source: str, times: dict[str, list[float]]):
+        super().__init__(app, source)
+        self.times = times
+
+    def request(self, method: str, path: str, data: dict | None = None):
+        started = time.process_time()
+        try:
+            return super().request(method, path, data)
+        finally:
+            self.times.setdefault(f"{method} {path}", []).append(time.process_time() - started)
+
+
+def time_in_process(app, pool: MemberPool, flows: int) -> dict:
+    """CPU per step of ``flows`` in-process flows (median), and what one sign-in costs
+    besides its argon2id verification (timed inside the requests): the server's work
+    that is not the hash, without HTTP, gunicorn or the client."""
+    from argon2 import PasswordHasher
+
+    times: dict[str, list[float]] = {}
+    hashing: list[float] = []
+    verify = PasswordHasher.verify
+
+    def timed_verify(self, hash, password):  # noqa: A002  (argon2-cffi's own names)
+        started = time.process_time()
+        try:
+            return verify(self, hash, password)
+        finally:
+            hashing.append(time.process_time() - started)
+
+    PasswordHasher.verify = timed_verify
+    try:
+        for k in range(flows):
+            run_flow(TimedBrowser(app, address(30_000_000 + k), times), pool, pool.take())
+    finally:
+        PasswordHasher.verify = verify
+    steps = {step: statistics.median(times[step]) * 1000 for step in STEPS}
+    total = sum(sum(v) for v in times.values()) / flows * 1000
+    hash_ms = sum(hashing) / flows * 1000
+    return {
+        "flows": flows,
+        "steps_cpu_ms": {step: round(ms, 2) for step, ms in steps.items()},
+        "argon2_cpu_ms": round(hash_ms, 1),
+        "besides_hash_ms": round(total - hash_ms, 2),
     }
 
 
@@ -1153,6 +1206,17 @@ def print_report(result: dict) -> None:
                 f"  Redis: {count['redis_round_trips']} round trips; commands run (commandstats, "
                 f"script internals included): {shown}"
             )
+    timed = result.get("in_process")
+    if timed:
+        shown = ", ".join(f"{step} {ms:.2f}" for step, ms in timed["steps_cpu_ms"].items())
+        print(
+            f"\nCPU per step in-process (median of {timed['flows']} flows, ms): {shown}\n"
+            f"  one sign-in (mean) besides its argon2id verification "
+            f"({timed['argon2_cpu_ms']:.0f} ms): "
+            f"{timed['besides_hash_ms']:.1f} ms, so at best "
+            f"{timed['argon2_cpu_ms'] / (timed['argon2_cpu_ms'] + timed['besides_hash_ms']):.1%}"
+            " of the hash rate without HTTP, gunicorn and the client"
+        )
     print("\nGoals:")
     for goal in result["goals"]:
         print(
@@ -1225,12 +1289,14 @@ def main(argv: list[str] | None = None) -> int:
         result["seed"] = seed(app, members, args.recovery_codes, args.reset)
         encoded = result["seed"].pop("password_hash")
         # The last members are for the in-process count and profile; the rest for HTTP.
-        reserve = 3 + (args.profile_flows if args.profile else 0)
+        reserve = 3 + args.inprocess_flows + (args.profile_flows if args.profile else 0)
         pool = MemberPool(1, members - reserve)
         side_pool = MemberPool(members - reserve + 1, members)
         if "count" not in skip:
             print("Counting one flow in-process …", file=sys.stderr)
             result["count"] = count_flows(app, side_pool, redis_url)
+            if args.inprocess_flows:
+                result["in_process"] = time_in_process(app, side_pool, args.inprocess_flows)
         if args.profile:
             print(f"Profiling {args.profile_flows} flows in-process …", file=sys.stderr)
             result["profile"] = profile_flows(app, side_pool, args.profile_flows, args.profile)
