@@ -9,7 +9,7 @@ from datetime import datetime
 from flask import Response, current_app, flash, jsonify, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_login import current_user
+from flask_login import current_user, logout_user
 from flask_wtf import FlaskForm
 
 from .. import (
@@ -158,10 +158,20 @@ def _pending_or_restart(state: sessions.Pending | None = None):
 
 
 def _audit_sign_in(member: Member, method: str | None, **detail: object) -> None:
+    """Record a sign-in this browser has just been given; its commit also carries what the
+    sign-in spent (a pending sign-in's mark, an app code's step). Should that commit fail,
+    the browser is signed out again before the error page: nothing was spent, so a copy
+    of a pending cookie could otherwise complete the step a second time, and no sign-in
+    goes unrecorded."""
     operator = member.is_operator  # read before the commit below expires the member
-    audit.record_request("signin.success", subject=member, method=method, **detail)
-    if operator:
-        audit.record_request("admin.signin", subject=member, method=method, **detail)
+    try:
+        audit.record_request("signin.success", subject=member, method=method, **detail)
+        if operator:
+            audit.record_request("admin.signin", subject=member, method=method, **detail)
+    except Exception:
+        logout_user()
+        session.clear()
+        raise
 
 
 def _after_password(member: Member, next_url: str | None):

@@ -101,6 +101,9 @@ def enabled_methods(member: Member) -> list[str]:
     request read once until the database session next writes, commits or rolls back
     (a page asks several times: the policy's banner, the menu, the method list)."""
     memo = _methods_memo()
+    session = db.session
+    if session.new or session.dirty or session.deleted:
+        memo = None  # unflushed changes: the query's autoflush must see them
     if memo is not None and member.id in memo:
         return list(memo[member.id])
     app = db.select(literal_column("'app'"), TotpCredential.created_at).where(
