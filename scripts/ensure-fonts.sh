@@ -5,11 +5,5 @@ set -euo pipefail
 if fc-list :lang=ja family 2>/dev/null | grep -q "Noto Sans CJK JP"; then
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO=sudo
-else
-  SUDO=
-fi
 echo "Installing Debian's fonts-noto-cjk for the screenshots..."
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null
+exec "$(dirname "$0")/apt-install.sh" fonts-noto-cjk

@@ -1,15 +1,19 @@
-"""Fixtures: a fresh app per test on a temporary SQLite file, members with known
+"""Fixtures: a fresh app per test on a fresh database (a temporary SQLite file, or a schema
+of its own on the session's PostgreSQL server: tests/databases.py), members with known
 passwords, and a member with a real authenticator secret so tests compute real codes."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import databases
 import pyotp
 import pytest
 from browser_helpers import browser, module_sms, module_smtp  # noqa: F401  (fixtures)
 from mail_server import smtp_server  # noqa: F401  (fixture)
+from postgres_server import postgres_server  # noqa: F401  (fixture)
 from sms_gateway import sms_gateway  # noqa: F401  (fixture)
 
 from portal import create_app, members, twofactor
@@ -23,12 +27,31 @@ NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
 
+def pytest_report_header() -> str:
+    return f"database: {databases.BACKEND} (PORTAL_TEST_DATABASE)"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_backend(request) -> str:
+    """On a PostgreSQL run, the session's server, started before the first test."""
+    if databases.on_postgresql():
+        databases.use(request.getfixturevalue("postgres_server"))
+    return databases.BACKEND
+
+
 @pytest.fixture
-def app(tmp_path, request):
+def database_url(tmp_path) -> Iterator[str]:
+    """A new empty database for this test (SQLite file or PostgreSQL schema)."""
+    with databases.fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def app(database_url, request):
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key-not-for-production",
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'portal.db'}",
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "WTF_CSRF_ENABLED": False,
         "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
         # Tests sign in many times a minute; the limit tests turn this back on.

@@ -1,7 +1,9 @@
 """A real gunicorn server for the browser and concurrency tests (not a test module).
 
-``run_server`` prepares a file-backed SQLite database the way a deployer would
-(``flask db upgrade``, ``flask members create``), starts ``gunicorn wsgi:app`` in
+``run_server`` prepares a database the way a deployer would (``flask db upgrade``,
+``flask members create``): a SQLite file, or on the PostgreSQL pass a schema of its own
+on the session's server (tests/databases.py); several servers may share one
+(``database_uri=``, as hosts behind a load balancer do). It starts ``gunicorn wsgi:app`` in
 production mode on a socket bound here (port 0, handed over as ``fd://``, so there is
 no race for a "free" port), waits until ``/login`` answers, and stops the server at the
 end. The server's output goes to a file that is printed when the block fails.
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyotp
+from databases import fresh_database
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "live-server-test-secret-key-not-for-production"
@@ -166,12 +169,33 @@ def run_server(
     workers: int = 2,
     threads: int = 2,
     environment: dict[str, str] | None = None,
+    database_uri: str | None = None,
 ) -> Iterator[LiveServer]:
-    """Prepare the database, start gunicorn, yield a :class:`LiveServer`, stop it."""
+    """Prepare the database, start gunicorn, yield a :class:`LiveServer`, stop it.
+
+    Without ``database_uri`` the server gets a new database of its own, removed at the
+    end; with one (another server's), it joins that database (migrations are then a
+    no-op; ``members`` are created again, so pass them to one server only)."""
+    with contextlib.ExitStack() as stack:
+        if database_uri is None:
+            database_uri = stack.enter_context(fresh_database(tmp_path))
+        yield stack.enter_context(
+            _serve(tmp_path, members, workers, threads, environment, database_uri)
+        )
+
+
+@contextlib.contextmanager
+def _serve(
+    tmp_path: Path,
+    members: Sequence[MemberSpec],
+    workers: int,
+    threads: int,
+    environment: dict[str, str] | None,
+    database_uri: str,
+) -> Iterator[LiveServer]:
     tmp_path = Path(tmp_path)
     instance_path = tmp_path / "instance"
     instance_path.mkdir(parents=True, exist_ok=True)
-    database_uri = f"sqlite:///{(tmp_path / 'portal.db').resolve()}"
     env = server_environment(database_uri, instance_path) | (environment or {})
 
     # The socket first: its port is the base URL the CLI steps see too (production mode

@@ -69,7 +69,7 @@ def test_hasher_is_keyed():
     assert CodeHasher(b"a" * 32).hash("abc") != CodeHasher(b"b" * 32).hash("abc")
 
 
-def test_rotate_command_reencrypts_all_secrets(tmp_path, monkeypatch):
+def test_rotate_command_reencrypts_all_secrets(database_url, monkeypatch):
     from conftest import CHEAP_ARGON2, NOW
 
     from portal import members, twofactor
@@ -81,7 +81,7 @@ def test_rotate_command_reencrypts_all_secrets(tmp_path, monkeypatch):
     base = {
         "TESTING": True,
         "SECRET_KEY": "x" * 40,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.db'}",
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
     }
     app = create_app(base | {"PORTAL_ENCRYPTION_KEYS": [old_key]})
@@ -101,8 +101,8 @@ def test_rotate_command_reencrypts_all_secrets(tmp_path, monkeypatch):
     with app3.app_context():
         cred = db.session.scalar(db.select(TotpCredential))
         assert SecretBox([new_key]).decrypt(cred.secret_encrypted) == secret
-        db.engine.dispose()
-    for a in (app, app2):
+    # Each context has given its session's connection back: closed with its engine.
+    for a in (app, app2, app3):
         with a.app_context():
             db.engine.dispose()
 
@@ -167,30 +167,31 @@ def stored_recovery_hashes(app):
         m = members.create("alice", email="a@example.com", password="a long enough password")
         codes = twofactor.recovery.issue(m, NOW)
         hashes = set(db.session.scalars(db.select(RecoveryCode.code_hash)))
+    with app.app_context():  # the first context's session has given its connection back
         db.engine.dispose()
     return [c.replace("-", "") for c in codes], hashes
 
 
-def make_app(tmp_path, **config):
+def make_app(database_url, **config):
     from conftest import CHEAP_ARGON2
 
     return create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "s" * 40,
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'keys.db'}",
+            "SQLALCHEMY_DATABASE_URI": database_url,
             "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
         }
         | config
     )
 
 
-def test_portal_hmac_key_is_the_recovery_code_key(tmp_path):
+def test_portal_hmac_key_is_the_recovery_code_key(database_url):
     import hashlib
     import hmac
 
     codes, hashes = stored_recovery_hashes(
-        make_app(tmp_path, PORTAL_HMAC_KEY="the recovery-code hmac key, 32+ chars")
+        make_app(database_url, PORTAL_HMAC_KEY="the recovery-code hmac key, 32+ chars")
     )
     assert hashes == {
         hmac.new(
@@ -200,25 +201,25 @@ def test_portal_hmac_key_is_the_recovery_code_key(tmp_path):
     }
 
 
-def test_without_portal_hmac_key_the_key_is_derived_from_secret_key(tmp_path):
+def test_without_portal_hmac_key_the_key_is_derived_from_secret_key(database_url):
     import hashlib
     import hmac
 
-    codes, hashes = stored_recovery_hashes(make_app(tmp_path))
+    codes, hashes = stored_recovery_hashes(make_app(database_url))
     key = derive_key("s" * 40, HMAC_LABEL)
     assert hashes == {hmac.new(key, code.encode(), hashlib.sha256).hexdigest() for code in codes}
 
 
-def test_secrets_are_encrypted_with_the_configured_or_derived_key(tmp_path):
+def test_secrets_are_encrypted_with_the_configured_or_derived_key(database_url):
     import base64
 
     from portal.twofactor.crypto import secret_box
 
     configured = Fernet.generate_key()
-    with make_app(tmp_path, PORTAL_ENCRYPTION_KEYS=[configured.decode()]).app_context():
+    with make_app(database_url, PORTAL_ENCRYPTION_KEYS=[configured.decode()]).app_context():
         token = secret_box().encrypt("JBSWY3DPEHPK3PXP")
     assert SecretBox([configured]).decrypt(token) == "JBSWY3DPEHPK3PXP"
     derived = base64.urlsafe_b64encode(derive_key("s" * 40, ENCRYPTION_LABEL))
-    with make_app(tmp_path).app_context():
+    with make_app(database_url).app_context():
         token = secret_box().encrypt("JBSWY3DPEHPK3PXP")
     assert SecretBox([derived]).decrypt(token) == "JBSWY3DPEHPK3PXP"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import PASSWORD, extract_csrf, get_member
+from databases import fresh_database
 from twofactor_helpers import install_inbox
 
 from portal import i18n, members, notices, twofactor
@@ -364,18 +365,21 @@ def test_without_a_compiled_catalogue_the_portal_is_japanese_only(tmp_path, monk
     from portal import create_app
 
     monkeypatch.setattr(i18n, "TRANSLATIONS", str(tmp_path / "none"))
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "k" * 40,
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.db'}",
-            "BABEL_TRANSLATION_DIRECTORIES": str(tmp_path / "none"),
-        }
-    )
-    with app.app_context():
-        db.create_all()
-        members.create("alice", email="alice@example.com", password=PASSWORD)
-    page = app.test_client().get("/login", headers=ENGLISH).text
+    with fresh_database(tmp_path, "p") as url:
+        app = create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": "k" * 40,
+                "SQLALCHEMY_DATABASE_URI": url,
+                "BABEL_TRANSLATION_DIRECTORIES": str(tmp_path / "none"),
+            }
+        )
+        with app.app_context():
+            db.create_all()
+            members.create("alice", email="alice@example.com", password=PASSWORD)
+        page = app.test_client().get("/login", headers=ENGLISH).text
+        with app.app_context():
+            db.engine.dispose()
     assert lang_of(page) == "ja" and "パスワードをお忘れの方" in page
     assert 'action="/language"' not in page
 

@@ -32,12 +32,12 @@ def _notify_log_enabled() -> None:
     logging.getLogger("portal.notify").disabled = False
 
 
-def build_app(tmp_path, **overrides) -> Flask:
+def build_app(database_url: str, **overrides) -> Flask:
     """An app like conftest's ``app`` fixture, with the given settings on top."""
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key-not-for-production",
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'portal.db'}",
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "WTF_CSRF_ENABLED": False,
         "RATELIMIT_ENABLED": False,
         **overrides,
@@ -46,11 +46,11 @@ def build_app(tmp_path, **overrides) -> Flask:
 
 
 @pytest.fixture
-def make_app(tmp_path) -> Iterator:
+def make_app(database_url) -> Iterator:
     apps: list[Flask] = []
 
     def make(**overrides) -> Flask:
-        apps.append(build_app(tmp_path, **overrides))
+        apps.append(build_app(database_url, **overrides))
         return apps[-1]
 
     yield make
