@@ -26,6 +26,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Every id is a 64-bit integer, on every backend, so the same ids (up to 2**63 - 1, which
+# the views check before a lookup) are valid everywhere: SQLite's INTEGER PRIMARY KEY (its
+# rowid) already is one; PostgreSQL's INTEGER is 32-bit, so there it is BIGINT (BIGSERIAL;
+# migration 3c1e5b7d9a20). The foreign keys to an id take its type.
+ID = BigInteger().with_variant(Integer, "sqlite")
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every backend.
 
@@ -52,7 +59,7 @@ class UTCDateTime(TypeDecorator):
 class Member(db.Model):
     __tablename__ = "member"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     # As typed at creation, for display; ``login_key`` is the lowercased identity.
     login_id: Mapped[str] = mapped_column(String(64))
     login_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
@@ -127,7 +134,7 @@ class TotpCredential(db.Model):
 
     __tablename__ = "totp_credential"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     member_id: Mapped[int] = mapped_column(
         ForeignKey("member.id", ondelete="CASCADE"), unique=True, index=True
     )
@@ -149,7 +156,7 @@ class TotpEnrolment(db.Model):
 
     __tablename__ = "totp_enrolment"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     member_id: Mapped[int] = mapped_column(
         ForeignKey("member.id", ondelete="CASCADE"), unique=True, index=True
     )
@@ -163,7 +170,7 @@ class TotpEnrolment(db.Model):
 class RecoveryCode(db.Model):
     __tablename__ = "recovery_code"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
     # HMAC-SHA256 of the canonical code, hex: a database leak reveals no usable code.
     code_hash: Mapped[str] = mapped_column(String(64))
@@ -178,7 +185,7 @@ class ContactMethod(db.Model):
     __tablename__ = "contact_method"
     __table_args__ = (UniqueConstraint("member_id", "kind"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(8))  # "email" | "sms"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -191,7 +198,7 @@ class OneTimeCode(db.Model):
     __tablename__ = "one_time_code"
     __table_args__ = (Index("ix_one_time_code_member_purpose", "member_id", "purpose"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"))
     purpose: Mapped[str] = mapped_column(String(32))  # e.g. "signin:email", "change:phone"
     channel: Mapped[str] = mapped_column(String(8))  # "email" | "sms"
@@ -212,7 +219,7 @@ class CodeSend(db.Model):
     __tablename__ = "code_send"
     __table_args__ = (Index("ix_code_send_channel_sent_at", "channel", "sent_at"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     member_id: Mapped[int | None] = mapped_column(
         ForeignKey("member.id", ondelete="SET NULL"), nullable=True, index=True
     )
@@ -233,7 +240,7 @@ class AuditEvent(db.Model):
         Index("ix_audit_event_event", "event", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     event: Mapped[str] = mapped_column(String(40))
     actor_id: Mapped[int | None] = mapped_column(
@@ -270,7 +277,7 @@ class Policy(db.Model):
 
     __tablename__ = "policy"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     enforcement: Mapped[str] = mapped_column(String(10), default="recommend")
     # When the level last became "required": grace periods count from here.
     enforcement_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -296,7 +303,7 @@ class RememberedDevice(db.Model):
 
     __tablename__ = "remembered_device"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(80), default="")  # "Chrome / Windows"
@@ -312,7 +319,7 @@ class SharedTerminal(db.Model):
 
     __tablename__ = "shared_terminal"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(80))
     created_by: Mapped[str] = mapped_column(String(64), default="")
@@ -325,7 +332,7 @@ class MemberPage(db.Model):
 
     __tablename__ = "member_page"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text, default="")  # sanitised on save
@@ -343,7 +350,7 @@ class PasswordReset(db.Model):
 
     __tablename__ = "password_reset"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -359,7 +366,7 @@ class Passkey(db.Model):
 
     __tablename__ = "passkey"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
     credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
     public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE, as the library gives it
@@ -382,7 +389,7 @@ class WebAuthnChallenge(db.Model):
     __tablename__ = "webauthn_challenge"
     __table_args__ = (UniqueConstraint("session_hash", "purpose"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     session_hash: Mapped[str] = mapped_column(String(64))
     purpose: Mapped[str] = mapped_column(String(16))  # register | second | reauth | passwordless
     # None for a passwordless sign-in: who it is comes from the passkey.
