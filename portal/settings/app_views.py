@@ -51,7 +51,8 @@ def _setup_view(*, replace: bool) -> ResponseReturnValue:
                     new_codes, _("認証アプリによる認証の設定が完了しました。")
                 )
             return done(_("設定が完了しました。"), _("認証アプリによる認証の設定が完了しました。"))
-        if (mismatch := method_state_mismatch(m, "app", needs_method=replace)) is not None:
+        mismatch = method_state_mismatch(m, "app", needs_method=replace, after_refusal=True)
+        if mismatch is not None:
             return mismatch  # a parallel request (double submit) finished the set-up
         if status is Enrolment.GONE:
             error = _(

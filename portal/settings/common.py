@@ -37,8 +37,14 @@ def stale() -> bool:
     return not sessions.is_fresh(twofactor.has_two_factor(member()))
 
 
-def method_state_mismatch(m: Member, kind: str, needs_method: bool) -> Response | None:
-    """Set-up while already set up, or changing/disabling with nothing there: say so."""
+def method_state_mismatch(
+    m: Member, kind: str, needs_method: bool, *, after_refusal: bool = False
+) -> Response | None:
+    """Set-up while already set up, or changing/disabling with nothing there: say so.
+    ``after_refusal``: the domain has just refused the change, maybe because a parallel
+    request (a double submit) made it first, so the methods are read afresh."""
+    if after_refusal:
+        twofactor.forget_enabled_methods()
     has = kind in twofactor.enabled_methods(m)
     if has == needs_method:
         return None

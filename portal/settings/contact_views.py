@@ -60,7 +60,8 @@ def contact_setup(kind: str) -> ResponseReturnValue:
         return _setup_dialog(kind)
     status, new_codes = twofactor.enable_contact(m, kind, form.code.data, sessions.now())
     if status is not Status.OK:
-        if (mismatch := method_state_mismatch(m, kind, needs_method=False)) is not None:
+        mismatch = method_state_mismatch(m, kind, needs_method=False, after_refusal=True)
+        if mismatch is not None:
             return mismatch  # a parallel request (double submit) finished the set-up
         return _setup_dialog(kind, error=code_status_message(status))
     announce_enabled(kind)

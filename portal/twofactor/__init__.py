@@ -129,6 +129,14 @@ def enabled_methods(member: Member) -> list[str]:
 _METHODS = "portal.enabled_methods"
 
 
+def forget_enabled_methods() -> None:
+    """The next enabled_methods() reads afresh, for a decision about what a parallel
+    request may have just committed. On PostgreSQL (READ COMMITTED) every statement sees
+    the latest commits, so what this request remembered from its start can be older than
+    a row it has read since (SQLite reads one snapshot until the transaction ends)."""
+    db.session.info.pop(_METHODS, None)
+
+
 def _methods_memo() -> dict[int, tuple[str, ...]] | None:
     if not has_request_context():
         return None  # the CLI and tests calling the domain directly always read afresh
