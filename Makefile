@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORTAL_ENV ?= development
 
-.PHONY: run test lint format install install-test translations screenshots mutation clean
+.PHONY: run test test-sqlite test-postgres lint format install install-test translations screenshots mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,7 @@ install: $(VENV)/.installed translations
 install-test: $(VENV)/.installed-test translations
 	scripts/ensure-chromium.sh
 	scripts/ensure-redis.sh
+	scripts/ensure-postgres.sh
 
 # Quiet set-up, then the address and demo accounts framed as the last lines before the
 # access log (gunicorn logs warnings and errors only, so a busy port still shows).
@@ -64,8 +65,18 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The whole suite twice: on SQLite, then on PostgreSQL (a server of its own in a temporary
+# folder, tests/postgres_server.py). One pass alone: `make test-sqlite` or `make
+# test-postgres` (no lint); PYTEST_ARGS goes to pytest in each, e.g. PYTEST_ARGS='-x -k policy'.
 test: install-test lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	PORTAL_TEST_DATABASE=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PORTAL_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-sqlite: install-test
+	PORTAL_TEST_DATABASE=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: install-test
+	PORTAL_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The README's pictures: the main pages and dialogs at 1280 and 390 px, from a temporary
 # database with demo data, into docs/screenshots/ (chromium and a Japanese font are

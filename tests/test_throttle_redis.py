@@ -18,12 +18,12 @@ WRONG = "ログインIDまたはパスワードが正しくありません。"
 
 
 @pytest.fixture
-def app(tmp_path, redis_server, request):  # noqa: F811
+def app(database_url, redis_server, request):  # noqa: F811
     redis_server.flushall()
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key-not-for-production",
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'portal.db'}",
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "WTF_CSRF_ENABLED": False,
         "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
         "REDIS_URL": redis_server.url,
