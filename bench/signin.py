@@ -50,7 +50,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -626,13 +626,16 @@ def drive_flows(
     flows: int | None = None,
     first_address: int = 0,
     progress: bool = False,
+    sample: Callable[[int], None] | None = None,
 ) -> FlowRun:
-    """``users`` threads doing flows until ``duration`` ends or ``flows`` were started."""
+    """``users`` threads doing flows until ``duration`` ends or ``flows`` were started;
+    ``sample(completed)`` is called every 30 s meanwhile (and once at the end)."""
     run = FlowRun()
     lock = threading.Lock()
     started = time.perf_counter()
     deadline = started + duration if duration is not None else math.inf
     taken = [0]
+    last_sample = [started]
     bar = Progress(flows, "flows") if progress and flows else None
 
     def user() -> None:
@@ -665,8 +668,14 @@ def drive_flows(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        while thread.is_alive():
+            thread.join(timeout=1.0)
+            if sample is not None and time.perf_counter() - last_sample[0] >= 30:
+                last_sample[0] = time.perf_counter()
+                sample(len(run.flows))
     run.seconds = time.perf_counter() - started
+    if sample is not None:
+        sample(len(run.flows))
     if bar is not None:
         bar.close()
     return run
@@ -1161,11 +1170,15 @@ def print_report(result: dict) -> None:
                     f"{st['p99_ms']:>8.1f} {st['max_ms']:>8.1f}"
                 )
         per = flows["cpu_ms_per_flow"]
+        split = (
+            f" (argon2 about {per['argon2']:.0f} ms, the rest {per['server_rest']:.1f} ms)"
+            if per["argon2"]
+            else ""
+        )
         print(
-            f"  CPU per flow: portal workers {per['server']:.1f} ms (argon2 about "
-            f"{per['argon2']:.0f} ms, the rest {per['server_rest']:.1f} ms), database/Redis "
-            f"servers {per['services']:.1f} ms, bench client {per['client']:.1f} ms: the hash is "
-            f"{per['hash_share']:.1%} of it"
+            f"  CPU per flow: portal workers {per['server']:.1f} ms{split}, database/Redis "
+            f"servers {per['services']:.1f} ms, bench client {per['client']:.1f} ms"
+            + (f": the hash is {per['hash_share']:.1%} of it" if per["argon2"] else "")
         )
         print_load("flows", flows["load"])
         if flows.get("redis_per_flow") is not None:
@@ -1183,6 +1196,12 @@ def print_report(result: dict) -> None:
             f"  growth over {memory['flows']:,} flows: "
             + ", ".join(f"{g:+.1f}" for g in memory["growth"])
         )
+        series = memory.get("series", [])
+        if len(series) > 2:
+            step = max(len(series) // 10, 1)
+            shown = series[::step] + ([series[-1]] if (len(series) - 1) % step else [])
+            points = [f"{row[0]:,}: " + "/".join(f"{v:.1f}" for v in row[1:]) for row in shown]
+            print("  along the way (flows: MiB each): " + "; ".join(points))
     if count:
         print("\nPer flow, counted in-process (one flow after a warm-up):")
         print(f"  {'step':<20} {'stmts':>6} {'writes':>7} {'commits':>8} {'rollbacks':>10}")
@@ -1367,6 +1386,17 @@ def main(argv: list[str] | None = None) -> int:
             redis_before = redis_commandstats(redis_url) if redis_url else None
             how = f"{args.flows:,} flows" if args.flows else f"{args.duration:g} s"
             print(f"Flows: {args.users} users, {how} …", file=sys.stderr)
+            rss_series: list[list[float]] = []
+
+            def sample_rss(completed: int) -> None:
+                # A worker in the middle of a hash holds 64 MiB more: the least of a
+                # second's readings is the worker between requests.
+                readings = []
+                for _ in range(20):
+                    readings.append(list(portal.rss_mib().values()))
+                    time.sleep(0.05)
+                rss_series.append([completed, *(min(col) for col in zip(*readings, strict=False))])
+
             with LoadMeter(portal.worker_pids(), service_pids(app, redis_process)) as meter:
                 run = drive_flows(
                     "127.0.0.1",
@@ -1377,6 +1407,7 @@ def main(argv: list[str] | None = None) -> int:
                     flows=args.flows,
                     first_address=first_address,
                     progress=bool(args.flows),
+                    sample=sample_rss,
                 )
             memory["after_flows"] = list(portal.rss_mib().values())
             completed = len(run.flows)
@@ -1386,7 +1417,10 @@ def main(argv: list[str] | None = None) -> int:
                 "client": load["client_cpu_s"] / max(completed, 1) * 1000,
                 "services": load["services_cpu_s"] / max(completed, 1) * 1000,
             }
-            per_flow["argon2"] = result.get("argon2", {}).get("cpu_ms_each", 0.0)
+            # The hash's CPU from the argon2 run, else as timed inside the in-process flows.
+            per_flow["argon2"] = result.get("argon2", {}).get("cpu_ms_each") or result.get(
+                "in_process", {}
+            ).get("argon2_cpu_ms", 0.0)
             per_flow["server_rest"] = per_flow["server"] - per_flow["argon2"]
             # Noise-proof estimate of the ratio: the hash's CPU over all CPU one flow costs
             # (workers, database and Redis servers, this client), as if alone on the cores.
@@ -1416,6 +1450,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             result["flows"] = flows
             memory["flows"] = completed
+            memory["series"] = rss_series  # [flows completed, RSS of each worker…]
             memory["growth"] = [
                 a - b for a, b in zip(memory["after_flows"], memory["before_flows"], strict=False)
             ]
