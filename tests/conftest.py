@@ -47,11 +47,19 @@ def database_url(tmp_path) -> Iterator[str]:
 
 
 @pytest.fixture
-def app(database_url, request):
+def app_database_url(tmp_path) -> Iterator[str]:
+    """The app fixture's database: empty, though on PostgreSQL it may hold the portal's
+    tables already (an earlier test's schema, emptied; databases.fresh_database)."""
+    with databases.fresh_database(tmp_path, reuse=True) as url:
+        yield url
+
+
+@pytest.fixture
+def app(app_database_url, request):
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key-not-for-production",
-        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_DATABASE_URI": app_database_url,
         "WTF_CSRF_ENABLED": False,
         "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
         # Tests sign in many times a minute; the limit tests turn this back on.

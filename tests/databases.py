@@ -40,15 +40,27 @@ def use(server) -> None:
 
 
 @contextlib.contextmanager
-def fresh_database(folder: Path, name: str = "portal") -> Iterator[str]:
+def fresh_database(folder: Path, name: str = "portal", *, reuse: bool = False) -> Iterator[str]:
     """The SQLAlchemy URL of a new empty database, removed afterwards on PostgreSQL (on
-    SQLite the file ``name``.db stays in ``folder``, pytest's temporary folder)."""
+    SQLite the file ``name``.db stays in ``folder``, pytest's temporary folder).
+
+    ``reuse``: on PostgreSQL the database may already hold the portal's tables, empty (an
+    earlier test's, emptied): for tests that only ever ``db.create_all()`` in it, which
+    then has nothing to create."""
     if not on_postgresql():
         yield f"sqlite:///{(Path(folder) / f'{name}.db').resolve()}"
         return
     assert _server is not None, "the PostgreSQL server was not started (conftest)"
-    with _server.schema() as url:
+    with _server.schema(_portal_tables() if reuse else ()) as url:
         yield url
+
+
+def _portal_tables() -> list[str]:
+    """The portal's tables, those with foreign keys before the tables they refer to."""
+    from portal import models  # noqa: F401  (the tables)
+    from portal.extensions import db
+
+    return [table.name for table in reversed(db.metadata.sorted_tables)]
 
 
 requires_postgresql = pytest.mark.skipif(

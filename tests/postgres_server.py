@@ -15,7 +15,8 @@ skip): a run that targets PostgreSQL must run on it.
 
 Each test gets a schema of its own (:meth:`PostgresServer.schema`): its URL's ``options``
 put the schema first on the ``search_path``, so the portal's unqualified table names, its
-migrations and its ``alembic_version`` all land there; the schema is dropped afterwards.
+migrations and its ``alembic_version`` all land there; the schema is dropped afterwards,
+or, for the ``app`` fixture, emptied and kept for the next test.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg import sql
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -86,6 +88,8 @@ class PostgresServer:
     folder: Path
     log_path: Path
     admin: psycopg.Connection | None = None
+    # Schemas holding the portal's tables, emptied, for the next test (see schema()).
+    _spares: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
 
     def url(self, *, search_path: str | None = None, application_name: str | None = None) -> str:
         """A SQLAlchemy URL (psycopg 3) on the test database, over TCP on loopback."""
@@ -100,17 +104,27 @@ class PostgresServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def execute(self, sql: str, params: tuple = ()) -> None:
+    def execute(self, query: str | sql.Composable, params: tuple = ()) -> None:
         assert self.admin is not None
-        self.admin.execute(sql, params)
+        self.admin.execute(query, params)
 
     @contextlib.contextmanager
-    def schema(self) -> Iterator[str]:
-        """A new empty schema, dropped at the end; yields the URL whose connections use
-        it. Connections still open then (a server that did not stop, a leaked engine) are
-        ended first: they are recognised by the schema's name as application_name."""
-        name = f"t_{uuid.uuid4().hex[:16]}"
-        self.execute(f"CREATE SCHEMA {name}")
+    def schema(self, tables: Sequence[str] = ()) -> Iterator[str]:
+        """A schema of this test's own; yields the URL whose connections use it. At the
+        end, connections still open (a server that did not stop, a leaked engine) are
+        ended first: they are recognised by the schema's name as application_name.
+
+        Without ``tables`` the schema is new and empty, and dropped at the end. With
+        ``tables`` (the portal's, those with foreign keys first) it may be one an earlier
+        test used, holding exactly these tables, emptied and its sequences restarted:
+        what creating and dropping the tables cost each test (about 60 ms) then costs
+        about 4 ms. A schema left with other tables than these is dropped."""
+        spares = self._spares.setdefault(tuple(tables), [])
+        if spares:
+            name = spares.pop()
+        else:
+            name = f"t_{uuid.uuid4().hex[:16]}"
+            self.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
         try:
             yield self.url(search_path=name, application_name=name)
         finally:
@@ -119,7 +133,36 @@ class PostgresServer:
                 "WHERE application_name = %s AND pid <> pg_backend_pid()",
                 (name,),
             )
-            self.execute(f"DROP SCHEMA {name} CASCADE")
+            if tables and self._emptied(name, tables):
+                spares.append(name)
+            else:
+                self.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+    def _emptied(self, name: str, tables: Sequence[str]) -> bool:
+        """Empty the schema's tables and restart its sequences, if it holds ``tables``
+        and nothing else; False (nothing done) otherwise."""
+        assert self.admin is not None
+        found = {
+            row[0]
+            for row in self.admin.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (name,),
+            )
+        }
+        if found != set(tables):
+            return False
+        self.execute(
+            sql.SQL("; ").join(
+                sql.SQL("DELETE FROM {}").format(sql.Identifier(name, table)) for table in tables
+            )
+        )
+        self.execute(
+            "SELECT setval(c.oid::regclass, 1, false) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'S' AND n.nspname = %s",
+            (name,),
+        )
+        return True
 
 
 def _as_postgres() -> dict:
