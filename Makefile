@@ -52,7 +52,7 @@ run: install
 
 # The sign-in benchmark (bench/README.md): seeds its own members into a throwaway
 # database, starts gunicorn and prints every figure, e.g.
-# make bench-signin BENCH_ARGS="--database-url postgresql://bench@127.0.0.1:5433/bench --with-redis"
+# make bench-signin BENCH_ARGS="--database-url postgresql://bench@127.0.0.1:5433/signin --with-redis"
 .PHONY: bench-signin
 bench-signin: install
 	$(BIN)/python bench/signin.py $(BENCH_ARGS)

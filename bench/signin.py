@@ -2,7 +2,7 @@
 portal under gunicorn, next to what bounds it (argon2id, a bare Flask page).
 
     .venv/bin/python bench/signin.py                          # SQLite in /tmp, 8 users, 30 s
-    .venv/bin/python bench/signin.py --database-url postgresql://bench@127.0.0.1:5433/bench
+    .venv/bin/python bench/signin.py --database-url postgresql://bench@127.0.0.1:5433/signin
     .venv/bin/python bench/signin.py --with-redis --json /tmp/signin.json
     .venv/bin/python bench/signin.py --flows 10000            # memory after 10,000 sign-ins
 
