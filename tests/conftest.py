@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import databases
@@ -54,17 +55,34 @@ def app_database_url(tmp_path) -> Iterator[str]:
         yield url
 
 
+# What every test app shares: no CSRF tokens to copy, cheap hashes.
+TEST_CONFIG = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret-key-not-for-production",
+    "WTF_CSRF_ENABLED": False,
+    "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
+}
+
+
+@contextmanager
+def built_app(database_url: str, **settings) -> Iterator:
+    """An app on ``database_url`` with its tables, ``settings`` on top of TEST_CONFIG;
+    its connections are closed afterwards."""
+    app = create_app(TEST_CONFIG | {"SQLALCHEMY_DATABASE_URI": database_url} | settings)
+    with app.app_context():
+        db.create_all()
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
 @pytest.fixture
 def app(app_database_url, request):
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key-not-for-production",
-        "SQLALCHEMY_DATABASE_URI": app_database_url,
-        "WTF_CSRF_ENABLED": False,
-        "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
-        # Tests sign in many times a minute; the limit tests turn this back on.
-        "RATELIMIT_ENABLED": False,
-    }
+    # Tests sign in many times a minute; the limit tests turn this back on.
+    config = {"RATELIMIT_ENABLED": False}
     if request.node.get_closest_marker("wired"):
         # Mail goes to a real SMTP server, SMS to a real stand-in gateway.
         smtp = request.getfixturevalue("smtp_server")
@@ -82,13 +100,30 @@ def app(app_database_url, request):
     marker = request.node.get_closest_marker("settings")
     if marker:
         config.update(marker.kwargs)
-    app = create_app(config)
-    with app.app_context():
-        db.create_all()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with built_app(app_database_url, **config) as app:
+        yield app
+
+
+@pytest.fixture
+def hash_checks(monkeypatch) -> list[str]:
+    """The stored hashes the password hasher verifies against, one entry a verification
+    (timing: every password step must cost the same one argon2 check)."""
+    checked: list[str] = []
+    real_hasher = members.hasher
+
+    class CountingHasher:
+        def __init__(self):
+            self.real = real_hasher()
+
+        def verify(self, stored, typed):
+            checked.append(stored)
+            return self.real.verify(stored, typed)
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    monkeypatch.setattr(members, "hasher", CountingHasher)
+    return checked
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import TEST_CONFIG
 from flask import Flask
 from mail_server import SMTPServer, body_html, body_text
 from sms_gateway import SMSGateway
@@ -34,15 +35,8 @@ def _notify_log_enabled() -> None:
 
 def build_app(database_url: str, **overrides) -> Flask:
     """An app like conftest's ``app`` fixture, with the given settings on top."""
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key-not-for-production",
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "WTF_CSRF_ENABLED": False,
-        "RATELIMIT_ENABLED": False,
-        **overrides,
-    }
-    return create_app(config)
+    base = {"SQLALCHEMY_DATABASE_URI": database_url, "RATELIMIT_ENABLED": False}
+    return create_app(TEST_CONFIG | base | overrides)
 
 
 @pytest.fixture

@@ -21,12 +21,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import CHEAP_ARGON2, NOW, PASSWORD, enrol_app, get_member
+from conftest import NOW, PASSWORD, built_app, enrol_app, get_member
 from redis_server import redis_server  # noqa: F401  (fixture)
 from sqlalchemy import func, insert
 from sqlalchemy.exc import OperationalError
 
-from portal import audit, create_app, members, sessions, throttle, twofactor
+from portal import audit, members, sessions, throttle, twofactor
 from portal.extensions import db, limiter
 from portal.models import AuditEvent, ContactMethod, SpentSignIn
 from portal.twofactor import lockout, recovery
@@ -365,27 +365,14 @@ def disable_app_elsewhere(app, member_id: int) -> None:
     [("nobody", PASSWORD), ("x", PASSWORD), ("alice", "wrong password!!"), ("alice", PASSWORD)],
 )
 def test_each_password_step_costs_one_hash_check_and_keeps_the_password_out(
-    app, client, member, monkeypatch, caplog, login_id, password
+    app, client, member, hash_checks, caplog, login_id, password
 ):
     """An unknown or malformed ID, a wrong password and the right one: one argon2
     verification each (no enumeration by timing), and what was typed as the password
     reaches neither the audit log nor the application log."""
-    with app.app_context():
-        real = members.hasher()
-    checks = []
-
-    class CountingHasher:
-        def verify(self, stored, typed):
-            checks.append(stored)
-            return real.verify(stored, typed)
-
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-    monkeypatch.setattr(members, "hasher", CountingHasher)
     caplog.set_level("DEBUG")
     client.post("/login", data={"login_id": login_id, "password": password})
-    assert len(checks) == 1
+    assert len(hash_checks) == 1
     with app.app_context():
         details = db.session.scalars(db.select(AuditEvent)).all()
         assert details, "the attempt was not audited"
@@ -401,21 +388,11 @@ def test_each_password_step_costs_one_hash_check_and_keeps_the_password_out(
 def redis_app(database_url, redis_server, request):  # noqa: F811
     redis_server.flushall()
     config = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key-not-for-production",
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "WTF_CSRF_ENABLED": False,
-        "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
         "REDIS_URL": redis_server.url,
         "PORTAL_LIMIT_VERIFY": "5 per minute;8 per hour;20 per day",
     }
-    app = create_app(config | getattr(request, "param", {}))
-    with app.app_context():
-        db.create_all()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with built_app(database_url, **config | getattr(request, "param", {})) as app:
+        yield app
 
 
 def counters(redis_server, address: str) -> dict[str, tuple[int, int]]:  # noqa: F811
@@ -469,29 +446,16 @@ def test_a_moving_window_storage_is_counted_by_limits_itself(redis_app):
 
 
 def test_without_redis_the_password_step_fails_closed(database_url, tmp_path, monkeypatch):
-    app = create_app(
-        {
-            "TESTING": True,
-            "PROPAGATE_EXCEPTIONS": False,
-            "SECRET_KEY": "test-secret-key-not-for-production",
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "WTF_CSRF_ENABLED": False,
-            "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
-            "REDIS_URL": f"unix://{tmp_path}/no-redis.sock",
-        }
-    )
-    with app.app_context():
-        db.create_all()
-        members.create("alice", email="alice@example.com", password=PASSWORD)
-    checked = []
-    monkeypatch.setattr(members, "authenticate_member", lambda *a: checked.append(a))
-    client = app.test_client()
-    response = client.post("/login", data={"login_id": "alice", "password": PASSWORD})
-    assert response.status_code == 500 and not checked
-    assert client.get("/").status_code == 302
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    no_redis = f"unix://{tmp_path}/no-redis.sock"
+    with built_app(database_url, PROPAGATE_EXCEPTIONS=False, REDIS_URL=no_redis) as app:
+        with app.app_context():
+            members.create("alice", email="alice@example.com", password=PASSWORD)
+        checked = []
+        monkeypatch.setattr(members, "authenticate_member", lambda *a: checked.append(a))
+        client = app.test_client()
+        response = client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+        assert response.status_code == 500 and not checked
+        assert client.get("/").status_code == 302
 
 
 def test_methods_read_in_a_request_follow_a_change_not_yet_flushed(app, member_with_totp):

@@ -7,11 +7,10 @@ The portal reads and counts all the rules of a check in one round trip to Redis
 from __future__ import annotations
 
 import pytest
-from conftest import CHEAP_ARGON2, PASSWORD
+from conftest import PASSWORD, built_app
 from redis_server import redis_server  # noqa: F401  (fixture)
 
-from portal import create_app, members
-from portal.extensions import db
+from portal import members
 
 TOO_MANY = "ログインの試行回数が多すぎます。"
 WRONG = "ログインIDまたはパスワードが正しくありません。"
@@ -21,11 +20,6 @@ WRONG = "ログインIDまたはパスワードが正しくありません。"
 def app(database_url, redis_server, request):  # noqa: F811
     redis_server.flushall()
     config = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key-not-for-production",
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "WTF_CSRF_ENABLED": False,
-        "PORTAL_ARGON2_PARAMS": CHEAP_ARGON2,
         "REDIS_URL": redis_server.url,
         # Two rules per bucket; the account and device buckets stay out of the way
         # unless a test narrows them.
@@ -33,14 +27,10 @@ def app(database_url, redis_server, request):  # noqa: F811
         "PORTAL_LIMIT_LOGIN_ACCOUNT_ADDRESS": "100 per minute;1000 per hour",
         "PORTAL_LIMIT_LOGIN_ACCOUNT": "100 per minute;1000 per hour",
     }
-    app = create_app(config | getattr(request, "param", {}))
-    with app.app_context():
-        db.create_all()
-        members.create("alice", email="alice@example.com", password=PASSWORD, name="Alice")
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with built_app(database_url, **config | getattr(request, "param", {})) as app:
+        with app.app_context():
+            members.create("alice", email="alice@example.com", password=PASSWORD, name="Alice")
+        yield app
 
 
 def attempt(app, address: str, password: str = "wrong password"):  # noqa: S107
