@@ -12,10 +12,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import delete, update
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.orm import Load, joinedload
 
 from .extensions import db
-from .models import Member, PasswordReset, RememberedDevice
+from .models import METHODS_GROUP, Member, PasswordReset, Policy, RememberedDevice
 
 LOGIN_ID_RE = re.compile(r"[A-Za-z0-9._-]{3,64}")
 # Deliberately simple: one @, a printable ASCII local part without the characters that
@@ -184,6 +185,22 @@ def _dummy_hash() -> str:
 
 def hash_password(password: str) -> str:
     return hasher().hash(password)
+
+
+# What the sign-in path and every signed-in page read of the member: its methods (the
+# deferred group) and its authenticator app, in the member's own SELECT.
+REQUEST_LOAD = (Load(Member).undefer_group(METHODS_GROUP), joinedload(Member.totp))
+
+
+def load_with_policy(where: ColumnElement[bool]) -> tuple[Member | None, Policy | None]:
+    """The member a request signs in or serves, with what those paths read of it (its
+    methods and its app) and the site's policy, in one SELECT: the sign-in path reads
+    the database a handful of times in all (bench/README.md), and every signed-in page
+    needs all three. The policy is None only before a new site's first one is made."""
+    row = db.session.execute(
+        select(Member, Policy).outerjoin(Policy, Policy.id == 1).where(where).options(*REQUEST_LOAD)
+    ).first()
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 def find(login_id: str) -> Member | None:

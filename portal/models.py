@@ -16,8 +16,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
+    func,
+    select,
+    update,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, column_property, mapped_column, relationship
+from sqlalchemy.orm.util import identity_key
 
 from .extensions import db
 
@@ -257,19 +262,6 @@ class AuditEvent(db.Model):
     detail: Mapped[str] = mapped_column(Text, default="{}")  # small JSON object
 
 
-class SpentSignIn(db.Model):
-    """Pending sign-ins (password done) whose second step already succeeded.
-
-    The pending state lives in the signed cookie, so a copy of that cookie would
-    otherwise allow a second sign-in with another code until it expires (5 minutes).
-    Only a keyed hash of the pending sign-in's nonce is kept, until then."""
-
-    __tablename__ = "spent_sign_in"
-
-    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-
-
 class Policy(db.Model):
     """The operator's two-step verification policy (二段階認証方式の設定). One row
     (id 1), read at most once per request, so a change reaches every worker and host on
@@ -295,6 +287,9 @@ class Policy(db.Model):
     landing_path: Mapped[str] = mapped_column(String(200), default="/")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(64), default="")
+    # Moved on by every change to a member page (the hooks below): a worker keeps the
+    # listed pages of the menu until this moves, and reads it with the member anyway.
+    pages_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class RememberedDevice(db.Model):
@@ -401,6 +396,80 @@ class WebAuthnChallenge(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+# --- the member pages' version ----------------------------------------------------------
+
+
+def _bump_pages_version(session) -> None:
+    session.execute(
+        update(Policy)
+        .where(Policy.id == 1)
+        .values(pages_version=Policy.pages_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    held = session.identity_map.get(identity_key(Policy, 1))
+    if held is not None:
+        session.expire(held, ["pages_version"])
+
+
+@event.listens_for(Session, "before_flush")
+def _pages_changed_in_flush(session, flush_context, instances) -> None:
+    """Every member page written through the session moves the version on in the same
+    transaction, so no worker's menu outlives the change."""
+    changed = (*session.new, *session.dirty, *session.deleted)
+    if any(isinstance(row, MemberPage) for row in changed):
+        _bump_pages_version(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _pages_changed_by_statement(state) -> None:
+    table = getattr(state.statement, "table", None)
+    if not state.is_select and getattr(table, "name", None) == MemberPage.__tablename__:
+        _bump_pages_version(state.session)
+
+
+# --- a member's methods, read with the member -------------------------------------------
+# When each second-step method was set up (None: not set up), as deferred columns of one
+# group: not read with every member (the admin list loads thousands), but a loader that
+# needs them (sign-in, the signed-in member) asks for them with ``undefer_group(METHODS)``
+# and gets them in the member's own SELECT; otherwise the first one read loads all four
+# in one query. twofactor.enabled_methods() reads them; twofactor expires them when a
+# method row is written.
+METHODS_GROUP = "methods"
+
+
+def _since(model, column, *where):
+    return column_property(
+        select(column).where(*where).correlate_except(model).scalar_subquery(),
+        deferred=True,
+        group=METHODS_GROUP,
+    )
+
+
+Member.app_since = _since(
+    TotpCredential, TotpCredential.created_at, TotpCredential.member_id == Member.id
+)
+Member.email_since = _since(
+    ContactMethod,
+    ContactMethod.created_at,
+    ContactMethod.member_id == Member.id,
+    ContactMethod.kind == "email",
+)
+Member.sms_since = _since(
+    ContactMethod,
+    ContactMethod.created_at,
+    ContactMethod.member_id == Member.id,
+    ContactMethod.kind == "sms",
+)
+Member.passkey_since = _since(Passkey, func.min(Passkey.created_at), Passkey.member_id == Member.id)
+# Each method and the member attribute saying since when it is set up.
+METHOD_SINCE = {
+    "app": "app_since",
+    "email": "email_since",
+    "sms": "sms_since",
+    "passkey": "passkey_since",
+}
+
+
 __all__ = [
     "AuditEvent",
     "MemberPage",
@@ -414,7 +483,6 @@ __all__ = [
     "CodeSend",
     "Member",
     "RecoveryCode",
-    "SpentSignIn",
     "TotpCredential",
     "TotpEnrolment",
     "WebAuthnChallenge",

@@ -6,26 +6,21 @@ and timestamps, never a secret.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import math
 import secrets
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, flash, g, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 
 from .extensions import db, login_manager
-from .models import Member, SpentSignIn
+from .models import Member
 from .web.htmx import is_htmx, redirect_to
 
 PENDING = "pending"
+POLICY_KEY = "policy"  # flask.g's name for the policy this request read (web/policy.py)
 SEEN_RESOLUTION = 60  # seconds between writes of a session's last-seen time
 
 
@@ -51,7 +46,10 @@ class Pending:
     member: Member
     next: str | None
     method: str  # the second-step method being used: "app", "email" or "sms"
-    nonce: str = ""
+    # The member's last passed second step when the password was accepted: the step
+    # that completes this sign-in writes a new one only if it is still this, so a copy
+    # of the pending cookie cannot complete it twice (twofactor's ``last_passed``).
+    last_passed: datetime | None = None
 
 
 def begin_pending(member: Member, next_url: str | None, method: str) -> None:
@@ -63,7 +61,7 @@ def begin_pending(member: Member, next_url: str | None, method: str) -> None:
         "at": now().timestamp(),
         "next": safe_next(next_url),
         "method": method,
-        "nonce": secrets.token_urlsafe(24),
+        "passed": _stamp(member.last_second_step_at),
     }
 
 
@@ -82,46 +80,58 @@ def pending() -> Pending | None:
     age = now().timestamp() - float(data.get("at", 0))
     if age > current_app.config["PORTAL_PENDING_SECONDS"]:
         return None
-    member = db.session.get(Member, data.get("mid"))
+    member_id = data.get("mid")
+    member = _read_member(member_id) if isinstance(member_id, int) else None
     if member is None or member.session_generation != data.get("gen"):
         return None
-    nonce = data.get("nonce")
-    if not isinstance(nonce, str) or not nonce:
-        return None
-    if db.session.get(SpentSignIn, _nonce_hash(nonce)) is not None:
-        return None  # its second step already succeeded: a copy of the cookie is dead
-    return Pending(member, data.get("next"), str(data.get("method") or "app"), nonce)
-
-
-def _nonce_hash(nonce: str) -> str:
-    return hmac.new(
-        current_app.secret_key.encode(), f"pending:{nonce}".encode(), hashlib.sha256
-    ).hexdigest()
-
-
-# Seconds between two clearings of expired spent marks by one process: a mark outlives
-# its pending cookie anyway, so clearing on every sign-in is only a write more.
-PURGE_SECONDS = 60
-_purged_at = [-math.inf]  # time.monotonic() of this process's last clearing
-
-
-def spend_pending(state: Pending) -> bool:
-    """Mark the pending sign-in used, once: False if another request (a copy of the
-    cookie) already completed it. The mark is written (a racing copy waits on it and is
-    refused) but left to the caller's commit, so it lands with the sign-in's audit row
-    in one transaction. Expired marks are cleared on the way, once a minute."""
-    stamp = now()
-    if time.monotonic() - _purged_at[0] >= PURGE_SECONDS:
-        db.session.execute(delete(SpentSignIn).where(SpentSignIn.expires_at < stamp))
-        _purged_at[0] = time.monotonic()
-    lifetime = timedelta(seconds=current_app.config["PORTAL_PENDING_SECONDS"] + 60)
-    db.session.add(SpentSignIn(nonce_hash=_nonce_hash(state.nonce), expires_at=stamp + lifetime))
     try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        return False
-    return True
+        last_passed = _unstamp(data.get("passed"))
+    except (TypeError, ValueError):
+        return None
+    if member.last_second_step_at != last_passed:
+        return None  # a second step was passed since: this one is spent (or a copy of it)
+    return Pending(member, data.get("next"), str(data.get("method") or "app"), last_passed)
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _unstamp(text: object) -> datetime | None:
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)  # a str, or TypeError
+    if moment.tzinfo is None:
+        raise ValueError("a time without its zone")
+    return moment
+
+
+def _read_member(member_id: int) -> Member | None:
+    """The member this request serves (signed in or half-way), read with the policy in
+    one SELECT (members.load_with_policy) unless the policy was read already."""
+    from . import members
+
+    if POLICY_KEY in g:
+        return db.session.get(Member, member_id, options=members.REQUEST_LOAD)
+    return _with_policy(Member.id == member_id)
+
+
+def signing_in(login_id: str) -> Member | None:
+    """The member a typed login ID names (members.named), read with the policy."""
+    from . import members
+
+    if not members.LOGIN_ID_RE.fullmatch(login_id.strip()):
+        return None
+    return _with_policy(Member.login_key == members.login_key(login_id))
+
+
+def _with_policy(where) -> Member | None:
+    from . import members
+
+    member, row = members.load_with_policy(where)
+    if row is not None:
+        setattr(g, POLICY_KEY, row)
+    return member
 
 
 def drop_stale_pending() -> None:
@@ -201,7 +211,7 @@ def init_app(app: Flask) -> None:
             member_id, generation = (int(part) for part in user_id.split(":"))
         except ValueError:
             return None
-        member = db.session.get(Member, member_id)
+        member = _read_member(member_id)
         if member is None or member.session_generation != generation:
             return None
         # Absolute lifetime, counted from sign-in (or the last re-authentication).

@@ -222,14 +222,32 @@ def test_next_survives_the_second_step(client, member_with_totp):
 
 
 def test_replayed_code_is_refused(app, member_with_totp):
+    """Someone who saw the owner's code signs in with the password after the owner and
+    types it: refused as a replay."""
     _, totp_obj, _ = member_with_totp
     code = totp_obj.now()
     first, second = app.test_client(), app.test_client()
-    for c in (first, second):
-        c.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    first.post("/login", data={"login_id": "alice", "password": PASSWORD})
     assert first.post("/login/verify", data={"code": code}).location == "/"
+    second.post("/login", data={"login_id": "alice", "password": PASSWORD})
     response = second.post("/login/verify", data={"code": code})
     assert response.status_code == 200 and WRONG in response.text
+    assert second.get("/").location.startswith("/login")
+
+
+def test_a_sign_in_completed_elsewhere_ends_one_left_half_way(app, member_with_totp):
+    """Two sign-ins wait for their second step; the owner completes one. The other
+    (someone else holding the password, or a copy of the pending cookie) is over: its
+    code page sends it back to the password, and a right code no longer signs it in."""
+    _, totp_obj, _ = member_with_totp
+    first, second = app.test_client(), app.test_client()
+    for c in (first, second):
+        c.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    assert first.post("/login/verify", data={"code": totp_obj.now()}).location == "/"
+    assert second.get("/login/verify").location == "/login"
+    later = totp_obj.at(datetime.now(UTC) + timedelta(seconds=30))
+    assert second.post("/login/verify", data={"code": later}).location == "/login"
+    assert second.get("/").location.startswith("/login")
 
 
 def test_lockout_after_ten_wrong_codes_survives_new_sign_in(client, auth, member_with_totp):

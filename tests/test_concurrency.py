@@ -113,18 +113,24 @@ def test_one_recovery_code_signs_in_once_under_parallel_submissions(tmp_path):
 
         statuses = [r.status_code for r in results]
         assert not [s for s in statuses if s >= 500], statuses
-        winners = [i for i, r in enumerate(results) if r.status_code == 302]
+        winners = [
+            i for i, r in enumerate(results) if r.status_code == 302 and location_path(r) == "/"
+        ]
         assert len(winners) == 1, statuses
-        assert location_path(results[winners[0]]) == "/"
         for i, response in enumerate(results):
             if i in winners:
+                continue
+            if response.status_code == 302:
+                # Arrived after the winner's success, which ends every sign-in left
+                # half-way: back to the password.
+                assert location_path(response) == "/login", statuses
                 continue
             assert response.status_code in (200, 429), statuses
             # What the member sees: the refusal, or the lock after too many failures.
             expected = WRONG_RECOVERY if response.status_code == 200 else LOCKED
             assert expected in response.text, (response.status_code, response.text[:1000])
 
-        # The winner is signed in; every other session is still only pending.
+        # The winner is signed in; no other session is.
         for i, http in enumerate(sessions):
             page = http.get(f"{server.url}/", allow_redirects=False, timeout=TIMEOUT)
             if i in winners:
@@ -132,7 +138,7 @@ def test_one_recovery_code_signs_in_once_under_parallel_submissions(tmp_path):
                 assert "残りのリカバリーコードは9個です。" in page.text
             else:
                 assert page.status_code == 302, page.status_code
-                assert location_path(page) == "/login/verify"
+                assert location_path(page).startswith("/login"), location_path(page)
             http.close()
 
         assert recovery_state(server, login_id) == (9, 1)

@@ -4,22 +4,23 @@ what must still hold under races and across requests (on SQLite and PostgreSQL).
 - one app code (time step) signs in once when two browsers send it at the same moment,
   and the refused one is audited as a replay;
 - a copy of a pending cookie raced with the original completes the sign-in once, now
-  that the spent mark is committed with the audit row instead of on its own;
-- a late copy stays refused after expired spent marks were cleared (once a minute);
+  that what spends it (the member's new last second step) is committed with the audit
+  row instead of on its own;
+- a late copy stays refused while new sign-ins of the same member go through;
 - an operator's reset racing an accepted code leaves one whole outcome, no deadlock;
-- the per-request memory of a member's methods follows every change of the request,
-  keeps members apart and does not outlive the request;
+- a member's methods, read with the member, follow every change of the request, keep
+  members apart and are not carried into the next request;
 - the password step looks the typed ID up once and still costs one argon2 check;
 - Redis counts every rule of a check once, with the window limits itself would give.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pyotp
 import pytest
 from conftest import NOW, PASSWORD, built_app, enrol_app, get_member
 from redis_server import redis_server  # noqa: F401  (fixture)
@@ -28,8 +29,8 @@ from sqlalchemy.exc import OperationalError
 
 from portal import audit, members, sessions, throttle, twofactor
 from portal.extensions import db, limiter
-from portal.models import AuditEvent, ContactMethod, SpentSignIn
-from portal.twofactor import lockout, recovery
+from portal.models import AuditEvent, ContactMethod, Member, TotpCredential
+from portal.twofactor import crypto, lockout, recovery
 
 WRONG = "認証コードが正しくありません。"
 HOLD = 0.5  # seconds a racer is held once the other one is on its way
@@ -96,13 +97,13 @@ def test_one_app_code_sent_by_two_browsers_at_once_signs_in_once(
     real_success = lockout.record_success
     lock = threading.Lock()
 
-    def held_success(member, now):
+    def held_success(member, now, **options):
         with lock:
             hold = not held.is_set()
             held.set()
         if hold:
             release.wait(TIMEOUT)  # the spent step is written, not yet committed
-        return real_success(member, now)
+        return real_success(member, now, **options)
 
     monkeypatch.setattr(lockout, "record_success", held_success)
     won, lost = race(
@@ -114,7 +115,8 @@ def test_one_app_code_sent_by_two_browsers_at_once_signs_in_once(
     assert won.status_code == 302 and won.location == "/", won.text[:500]
     assert lost.status_code == 200 and WRONG in lost.text
     assert first.get("/").status_code == 200
-    assert second.get("/").location == "/login/verify"
+    # The first one's success spent every sign-in waiting for a second step before it.
+    assert second.get("/").location == "/login?next=/"
     assert events(app, "signin.success") == 1
     assert events(app, "signin.code_replayed") == 1
 
@@ -125,27 +127,32 @@ def test_one_app_code_sent_by_two_browsers_at_once_signs_in_once(
 def test_a_copied_pending_cookie_raced_with_its_original_signs_in_once(
     app, member_with_totp, monkeypatch
 ):
-    """The original completes with the app code and is held after writing its spent
-    mark, before the audit row's commit that carries it; the copy completes its own
-    second step (a recovery code) meanwhile. Only the original is signed in."""
+    """The original completes with the app code and is held after writing its success
+    (the member's new last second step, which spends the pending sign-in), before the
+    audit row's commit that carries it; the copy completes its own second step (a
+    recovery code) meanwhile. Only the original is signed in."""
     _, totp_obj, codes = member_with_totp
     original = pending_client(app)
     copy = app.test_client()
     copy.set_cookie("portal_session", original.get_cookie("portal_session").value)
-    held, copy_spending, release = threading.Event(), threading.Event(), threading.Event()
-    real_spend = sessions.spend_pending
+    held, copy_counting, release = threading.Event(), threading.Event(), threading.Event()
+    real_success, real_reserve = lockout.record_success, lockout.reserve
     racer = threading.local()
 
-    def spend(state):
-        if not getattr(racer, "original", False):
-            copy_spending.set()  # before it waits on the original's mark (PostgreSQL)
-            return real_spend(state)
-        spent = real_spend(state)
-        held.set()
-        release.wait(TIMEOUT)  # the mark is written, not committed
-        return spent
+    def success(member, now, **options):
+        written = real_success(member, now, **options)
+        if getattr(racer, "original", False):
+            held.set()
+            release.wait(TIMEOUT)  # the success is written, not committed
+        return written
 
-    monkeypatch.setattr(sessions, "spend_pending", spend)
+    def reserve(*args, **options):
+        if not getattr(racer, "original", False):
+            copy_counting.set()  # before it waits on the original's rows (or SQLite's lock)
+        return real_reserve(*args, **options)
+
+    monkeypatch.setattr(lockout, "record_success", success)
+    monkeypatch.setattr(lockout, "reserve", reserve)
 
     def complete_original():
         racer.original = True
@@ -156,7 +163,7 @@ def test_a_copied_pending_cookie_raced_with_its_original_signs_in_once(
         lambda: copy.post("/login/recovery", data={"recovery_code": codes[0]}),
         held,
         release,
-        arrived=copy_spending,
+        arrived=copy_counting,
     )
     assert signed_in.status_code == 302 and signed_in.location == "/", signed_in.text[:500]
     assert refused.status_code == 302 and refused.location == "/login", refused.text[:500]
@@ -169,7 +176,7 @@ def test_a_copied_pending_cookie_raced_with_its_original_signs_in_once(
 def test_a_failed_sign_in_commit_signs_nobody_in_and_a_copy_once_at_most(
     app, member_with_totp, monkeypatch
 ):
-    """The database fails the commit that carries the audit row and the spent mark of a
+    """The database fails the commit that carries the audit row and the success of a
     completed second step (SQLite's lock wait running out, a dropped PostgreSQL
     connection): that browser gets the error page and is not signed in (the commit comes
     before the sign-in; it used to be signed in with the mark lost). Nothing was spent, so
@@ -199,12 +206,15 @@ def test_a_failed_sign_in_commit_signs_nobody_in_and_a_copy_once_at_most(
     assert original.get("/").status_code == 302
 
 
-# --- spent marks cleared once a minute -----------------------------------------------------
+# --- a copy used late ------------------------------------------------------------------
 
 
-def test_a_late_copy_stays_refused_when_spent_marks_are_cleared(app, member_with_totp, monkeypatch):
-    """The mark outlives its pending cookie: clearing expired marks before the cookie
-    expires keeps it, and once it is cleared the cookie's own age refuses the copy."""
+def test_a_late_copy_stays_refused_while_new_sign_ins_go_through(
+    app, member_with_totp, monkeypatch
+):
+    """A pending sign-in is spent by the member's next passed second step, so its copy is
+    refused for the rest of the cookie's life, while a new sign-in of the same member
+    (and another member's) completes as usual: no mark per sign-in is kept anywhere."""
     _, totp_obj, _ = member_with_totp
     with app.app_context():
         bob = members.create("bob", email="bob@example.com", password=PASSWORD)
@@ -216,14 +226,7 @@ def test_a_late_copy_stays_refused_when_spent_marks_are_cleared(app, member_with
 
     original = pending_client(app)
     pending_cookie = original.get_cookie("portal_session").value
-    response = original.post("/login/verify", data={"code": totp_obj.at(start)})
-    assert response.location == "/"
-
-    def bob_signs_in_clearing_marks():
-        monkeypatch.setattr(sessions, "_purged_at", [-math.inf])  # a minute has passed
-        bob_client = pending_client(app, "bob")
-        response = bob_client.post("/login/verify", data={"code": bob_app.at(clock[0])})
-        assert response.location == "/"
+    assert original.post("/login/verify", data={"code": totp_obj.at(start)}).location == "/"
 
     def copy_refused() -> bool:
         copy = app.test_client()
@@ -231,23 +234,14 @@ def test_a_late_copy_stays_refused_when_spent_marks_are_cleared(app, member_with
         response = copy.post("/login/verify", data={"code": totp_obj.at(clock[0])})
         return response.location == "/login" and copy.get("/").status_code == 302
 
-    def marks() -> int:
-        with app.app_context():
-            return db.session.scalar(db.select(func.count()).select_from(SpentSignIn))
-
-    # Just before the cookie expires, after a clearing: alice's mark is kept.
-    clock[0] = start + timedelta(seconds=lifetime - 5)
-    bob_signs_in_clearing_marks()
-    assert marks() == 2
+    clock[0] = start + timedelta(seconds=lifetime - 5)  # just before the cookie expires
     assert copy_refused()
-
-    # Long after: both marks were cleared but bob's newest, and the cookie is refused
-    # for its age.
-    clock[0] = start + timedelta(seconds=lifetime + 3600)
-    bob_signs_in_clearing_marks()
-    assert marks() == 1
+    later = pending_client(app)  # alice again, from another browser
+    assert later.post("/login/verify", data={"code": totp_obj.at(clock[0])}).location == "/"
+    bob_client = pending_client(app, "bob")
+    assert bob_client.post("/login/verify", data={"code": bob_app.at(clock[0])}).location == "/"
     assert copy_refused()
-    assert events(app, "signin.success") == 3  # alice once, bob twice
+    assert events(app, "signin.success") == 3  # alice twice, bob once
 
 
 # --- an operator's reset racing a sign-in -------------------------------------------------
@@ -262,7 +256,7 @@ def test_a_reset_racing_an_accepted_code_waits_for_it_and_removes_everything(
     held, release = threading.Event(), threading.Event()
     real_success = lockout.record_success
 
-    def held_success(member, now):
+    def held_success(member, now, **options):
         held.set()
         release.wait(TIMEOUT)
         return real_success(member, now)
@@ -312,7 +306,7 @@ def test_a_sign_in_racing_an_uncommitted_reset_is_refused_after_it(app, member_w
         assert lockout.current_lock(m, NOW) is None and m.tfa_blocked_at is None
 
 
-# --- a member's methods, remembered within a request ----------------------------------------
+# --- a member's methods, read with the member ----------------------------------------
 
 
 def test_methods_read_in_a_request_follow_its_changes_and_keep_members_apart(app, member_with_totp):
@@ -468,4 +462,80 @@ def test_methods_read_in_a_request_follow_a_change_not_yet_flushed(app, member_w
         with db.session.no_autoflush:
             db.session.add(ContactMethod(member_id=alice.id, kind="email", created_at=NOW))
         assert twofactor.enabled_methods(alice) == ["app", "email"]
+        db.session.rollback()
+
+
+# --- review of the one-write app code (fast path) ---------------------------------------
+
+
+def test_an_app_code_used_to_re_authenticate_is_spent_and_resets_the_counters(
+    app, member_with_totp
+):
+    """Review finding: the fast path left its writes to a commit only sign-in makes, so
+    re-authentication spent nothing: the same code worked again, for re-authentication
+    and for a sign-in."""
+    member_id, totp_obj, _ = member_with_totp
+    client = app.test_client()
+    client.post("/login", data={"login_id": "alice", "password": PASSWORD})
+    assert client.post("/login/verify", data={"code": totp_obj.now()}).location == "/"
+    with app.app_context():
+        db.session.execute(db.update(Member).values(tfa_failures=3, tfa_streak=3))
+        db.session.commit()
+    later = time.time() + 30
+    code = totp_obj.at(later)  # the next step's code: not used by the sign-in
+    with client.session_transaction() as s:
+        s["tfa_at"] -= 11 * 60
+    assert client.post("/settings/reauth", data={"code": code}).status_code == 302
+    with app.app_context():
+        m = get_member(member_id)
+        assert (m.tfa_failures, m.tfa_streak) == (0, 0)
+        assert m.totp.last_step == int(later) // 30
+    with client.session_transaction() as s:
+        s["tfa_at"] -= 11 * 60
+    again = client.post("/settings/reauth", data={"code": code})
+    assert again.status_code == 200 and WRONG in again.text
+    other = pending_client(app)
+    refused = other.post("/login/verify", data={"code": code})
+    assert refused.status_code == 200 and WRONG in refused.text
+
+
+def test_a_right_app_code_with_a_full_counter_is_not_checked_and_spends_nothing(
+    app, member_with_totp
+):
+    """Review finding: the fast path checked a code for a member whose counter was full
+    but not yet locked (10 attempts reserved, still in flight): a guess past the limit
+    was checked uncounted, and the owner's step spent. Now it takes the counted path:
+    locked, the step left alone."""
+    member_id, totp_obj, _ = member_with_totp
+    client = pending_client(app)
+    limit = app.config["PORTAL_TFA_MAX_FAILURES"]
+    with app.app_context():
+        before = get_member(member_id).totp.last_step
+        db.session.execute(db.update(Member).values(tfa_failures=limit, tfa_streak=limit))
+        db.session.commit()
+    response = client.post("/login/verify", data={"code": totp_obj.now()})
+    assert response.status_code == 429, response.status_code
+    assert client.get("/").location == "/login/verify"  # not signed in
+    with app.app_context():
+        m = get_member(member_id)
+        assert m.totp.last_step == before
+        assert m.tfa_locked_until is not None
+
+
+def test_a_code_of_an_app_replaced_after_the_member_was_read_is_refused(app, member_with_totp):
+    """Review finding: the fast path spent the step of the secret read at the start of the
+    request; an app replaced meanwhile (by the owner, in another request) let the old
+    phone's code through. The step is spent only for the secret still stored."""
+    member_id, totp_obj, _ = member_with_totp
+    with app.test_request_context("/login/verify"):
+        m, _ = members.load_with_policy(Member.id == member_id)
+        assert m.totp is not None  # read with the member, as the request does
+        with db.engine.begin() as other_request:
+            other_request.execute(
+                db.update(TotpCredential)
+                .where(TotpCredential.member_id == member_id)
+                .values(secret_encrypted=crypto.secret_box().encrypt(pyotp.random_base32()))
+            )
+        result = twofactor.verify_code(m, totp_obj.now(), datetime.now(UTC))
+        assert result.outcome is not twofactor.Outcome.OK
         db.session.rollback()

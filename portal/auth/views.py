@@ -63,7 +63,7 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         # The typed ID is recorded only as the member it names: people type their
         # password into the ID box, and that must never reach the audit log.
-        named = members.named(form.login_id.data)
+        named = sessions.signing_in(form.login_id.data)
         key = members.login_key(form.login_id.data)
         device = device_cookie.device_id(named.id if named else None)
         refused = _password_throttle(key, device)
@@ -159,10 +159,10 @@ def _pending_or_restart(state: sessions.Pending | None = None):
 
 def _audit_sign_in(member: Member, method: str | None, **detail: object) -> None:
     """Record a sign-in this browser has just been given; its commit also carries what the
-    sign-in spent (a pending sign-in's mark, an app code's step). Should that commit fail,
-    the browser is signed out again before the error page: nothing was spent, so a copy
-    of a pending cookie could otherwise complete the step a second time, and no sign-in
-    goes unrecorded."""
+    sign-in spent (an app code's step, the member's new last second step, which spends
+    the pending sign-in). Should that commit fail, the browser is signed out again before
+    the error page: nothing was spent, so a copy of a pending cookie could otherwise
+    complete the step a second time, and no sign-in goes unrecorded."""
     operator = member.is_operator  # read before the commit below expires the member
     try:
         audit.record_request("signin.success", subject=member, method=method, **detail)
@@ -334,11 +334,11 @@ def _second_step(
     elif form.validate_on_submit():
         method = "recovery" if recovery_step else state.method
         result = check(state, getattr(form, field).data, now)
-        if result.ok and not sessions.spend_pending(state):
+        if result.outcome is Outcome.SPENT:
             # A copy of this pending cookie completed the sign-in a moment ago.
             return redirect_to(url_for("auth.login"))
         if result.ok:
-            # The spent mark is committed with the sign-in's audit row.
+            # What the step wrote (an app code's) is committed with the audit row.
             response = _finish(state, method, bool(form.remember_device.data))
             if on_success:
                 on_success(state.member)
@@ -378,7 +378,9 @@ def verify() -> ResponseReturnValue:
     return _second_step(
         CodeForm(),
         "code",
-        lambda state, code, now: twofactor.verify_code(state.member, code, now, state.method),
+        lambda state, code, now: twofactor.verify_code(
+            state.member, code, now, state.method, state.last_passed, commit=False
+        ),
         ("auth/verify.html", "auth/_verify_form.html"),
         ("PORTAL_LIMIT_VERIFY", "verify"),
         state=state,
@@ -399,7 +401,7 @@ def verify_passkey() -> ResponseReturnValue:
         PasskeyForm(),
         "credential",
         lambda state, answer, now: twofactor.verify_passkey(
-            state.member, answer, now, rp, passkey_web.session_key(), "second"
+            state.member, answer, now, rp, passkey_web.session_key(), "second", state.last_passed
         ),
         ("auth/verify.html", "auth/_verify_form.html"),
         ("PORTAL_LIMIT_VERIFY", "verify"),
@@ -538,7 +540,9 @@ def recovery_login() -> ResponseReturnValue:
     return _second_step(
         RecoveryForm(),
         "recovery_code",
-        lambda state, code, now: twofactor.verify_recovery_code(state.member, code, now),
+        lambda state, code, now: twofactor.verify_recovery_code(
+            state.member, code, now, state.last_passed
+        ),
         ("auth/recovery.html", "auth/_recovery_form.html"),
         ("PORTAL_LIMIT_RECOVERY", "recovery"),
         wrong=_("リカバリーコードが正しくないか、既に使用されています。"),

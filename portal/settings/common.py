@@ -44,7 +44,7 @@ def method_state_mismatch(
     ``after_refusal``: the domain has just refused the change, maybe because a parallel
     request (a double submit) made it first, so the methods are read afresh."""
     if after_refusal:
-        twofactor.forget_enabled_methods()
+        twofactor.forget_enabled_methods(m)
     has = kind in twofactor.enabled_methods(m)
     if has == needs_method:
         return None

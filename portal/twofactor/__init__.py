@@ -12,14 +12,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
-from flask import has_request_context
-from sqlalchemy import delete, event, func, literal_column, union_all, update
+from sqlalchemy import delete, event, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import ContactMethod, Member, Passkey, TotpCredential, WebAuthnChallenge
+from ..models import (
+    METHOD_SINCE,
+    ContactMethod,
+    Member,
+    Passkey,
+    TotpCredential,
+    WebAuthnChallenge,
+)
 from . import devices, lockout, otp_codes, passkeys, recovery, totp
+from .crypto import secret_box
 from .lockout import Lock
 from .otp_codes import Refusal, SendRefused, Status
 from .passkeys import Failure, RelyingParty
@@ -52,6 +59,9 @@ class Outcome(enum.Enum):
     OK = "ok"
     WRONG = "wrong"
     LOCKED = "locked"
+    # Right, but the pending sign-in it was for had been completed meanwhile (by a copy
+    # of its cookie): nothing was written.
+    SPENT = "spent"
 
 
 @dataclass(frozen=True)
@@ -97,63 +107,64 @@ def method_since(member: Member, kind: str) -> datetime | None:
 
 
 def enabled_methods(member: Member) -> list[str]:
-    """The member's methods in the order they were set up: one query, and within a
-    request read once until the database session next writes, commits or rolls back
-    (a page asks several times: the policy's banner, the menu, the method list)."""
-    memo = _methods_memo()
+    """The member's methods in the order they were set up. They are read with the
+    member (``Member.app_since`` and its group, models.py): a member loaded for sign-in
+    or for a signed-in page brought them in its own SELECT; another costs one query."""
     session = db.session
-    if session.new or session.dirty or session.deleted:
-        memo = None  # unflushed changes: the query's autoflush must see them
-    if memo is not None and member.id in memo:
-        return list(memo[member.id])
-    app = db.select(literal_column("'app'"), TotpCredential.created_at).where(
-        TotpCredential.member_id == member.id
-    )
-    contact = db.select(ContactMethod.kind, ContactMethod.created_at).where(
-        ContactMethod.member_id == member.id
-    )
-    passkey = (
-        db.select(literal_column("'passkey'"), func.min(Passkey.created_at))
-        .where(Passkey.member_id == member.id)
-        .having(func.count(Passkey.id) > 0)
-    )
+    changed = (*session.new, *session.dirty, *session.deleted)
+    if any(getattr(row, "__tablename__", None) in _METHOD_TABLES for row in changed):
+        session.flush()  # a method row not yet written: the flush expires the answer
     found = sorted(
-        (since, kind) for kind, since in db.session.execute(union_all(app, contact, passkey))
+        (since, kind)
+        for kind, attribute in METHOD_SINCE.items()
+        if (since := getattr(member, attribute)) is not None
     )
-    kinds = [kind for _, kind in found]
-    if memo is not None:
-        memo[member.id] = tuple(kinds)
-    return kinds
+    return [kind for _, kind in found]
 
 
-_METHODS = "portal.enabled_methods"
-
-
-def forget_enabled_methods() -> None:
+def forget_enabled_methods(member: Member) -> None:
     """The next enabled_methods() reads afresh, for a decision about what a parallel
     request may have just committed. On PostgreSQL (READ COMMITTED) every statement sees
-    the latest commits, so what this request remembered from its start can be older than
-    a row it has read since (SQLite reads one snapshot until the transaction ends)."""
-    db.session.info.pop(_METHODS, None)
+    the latest commits, so what this request read with the member can be older than a
+    row it has read since (SQLite reads one snapshot until the transaction ends)."""
+    db.session.expire(member, list(METHOD_SINCE.values()))
 
 
-def _methods_memo() -> dict[int, tuple[str, ...]] | None:
-    if not has_request_context():
-        return None  # the CLI and tests calling the domain directly always read afresh
-    return db.session.info.setdefault(_METHODS, {})
+_METHOD_TABLES = frozenset(
+    model.__tablename__ for model in (TotpCredential, ContactMethod, Passkey)
+)
+
+
+def _forget_all(session: Session) -> None:
+    for held in list(session.identity_map.values()):
+        if isinstance(held, Member):
+            session.expire(held, list(METHOD_SINCE.values()))
+
+
+_STALE = "portal.methods_stale"
 
 
 @event.listens_for(Session, "after_flush")
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-def _forget_methods(session: Session, *args) -> None:
-    session.info.pop(_METHODS, None)
+def _note_method_rows(session: Session, flush_context) -> None:
+    """A method row added or removed through the session: no member keeps a stale answer
+    until the commit (which expires everything anyway). Expired once the flush is over."""
+    changed = (*session.new, *session.dirty, *session.deleted)
+    if any(getattr(obj, "__tablename__", None) in _METHOD_TABLES for obj in changed):
+        session.info[_STALE] = True
+
+
+@event.listens_for(Session, "after_flush_postexec")
+def _forget_methods_on_flush(session: Session, flush_context) -> None:
+    if session.info.pop(_STALE, False):
+        _forget_all(session)
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _forget_methods_on_write(state) -> None:
-    if not state.is_select:
-        state.session.info.pop(_METHODS, None)
+    """The same for an UPDATE or DELETE statement on a method table."""
+    table = getattr(state.statement, "table", None)
+    if not state.is_select and getattr(table, "name", None) in _METHOD_TABLES:
+        _forget_all(state.session)
 
 
 def has_two_factor(member: Member) -> bool:
@@ -204,14 +215,23 @@ def destination(member: Member, kind: str) -> str:
 
 
 def _attempt(
-    member: Member, now: datetime, check: Callable[[], bool], counter: str = lockout.CODE
+    member: Member,
+    now: datetime,
+    check: Callable[[], bool],
+    counter: str = lockout.CODE,
+    last_passed: datetime | None | lockout.AnyPending = lockout.ANY,
 ) -> Result:
+    """Count the attempt, then check it. ``last_passed``: the member's last passed second
+    step as the pending sign-in read it, so a success for a spent sign-in writes nothing."""
     lock = lockout.reserve(member, now, counter)
     if lock is not None:
         return Result(Outcome.LOCKED, lock)
     if check():
-        lockout.record_success(member, now)
-        return Result(Outcome.OK)
+        if lockout.record_success(member, now, last_passed=last_passed):
+            return Result(Outcome.OK)
+        if (lock := lockout.current_lock(member, now, counter)) is not None:
+            return Result(Outcome.LOCKED, lock)  # blocked for good meanwhile
+        return Result(Outcome.SPENT)
     lock = lockout.record_failure(member, now, counter)
     if lock is not None:
         return Result(Outcome.LOCKED, lock)
@@ -237,23 +257,40 @@ def _contact_check(member: Member, kind: str, code: str | None, now: datetime):
     return check, seen
 
 
-def verify_code(member: Member, code: str | None, now: datetime, method: str = "app") -> Result:
-    """A second step at sign-in with the chosen method's code."""
+def verify_code(
+    member: Member,
+    code: str | None,
+    now: datetime,
+    method: str = "app",
+    last_passed: datetime | None | lockout.AnyPending = lockout.ANY,
+    *,
+    commit: bool = True,
+) -> Result:
+    """A second step at sign-in with the chosen method's code. ``commit=False``: an
+    accepted app code's writes are left to the caller, which must commit next (the
+    sign-in commits them with its audit row)."""
     if method == "app":
-        return _app_attempt(member, code, now)
+        return _app_attempt(member, code, now, last_passed, commit=commit)
     if method not in CONTACT_METHODS or contact_method(member, method) is None:
         return _attempt(member, now, lambda: False)
     check, seen = _contact_check(member, method, code, now)
-    result = _attempt(member, now, check)
+    result = _attempt(member, now, check, last_passed=last_passed)
     if result.outcome is Outcome.WRONG:
         return Result(Outcome.WRONG, status=seen.get("status"))
     return result
 
 
-def verify_recovery_code(member: Member, code: str | None, now: datetime) -> Result:
+def verify_recovery_code(
+    member: Member,
+    code: str | None,
+    now: datetime,
+    last_passed: datetime | None | lockout.AnyPending = lockout.ANY,
+) -> Result:
     """A second step with a recovery code (sign-in when the phone is lost). Counted on
     its own, so a lock of the codes does not shut this way back."""
-    return _attempt(member, now, lambda: recovery.use(member, code, now), lockout.RECOVERY)
+    return _attempt(
+        member, now, lambda: recovery.use(member, code, now), lockout.RECOVERY, last_passed
+    )
 
 
 def verify_any(
@@ -274,10 +311,47 @@ def verify_any(
     return _app_attempt(member, code, now)
 
 
-def _app_attempt(member: Member, code: str | None, now: datetime) -> Result:
-    """An app code; a wrong one that is a replay of a used code is flagged as such."""
+def _app_attempt(
+    member: Member,
+    code: str | None,
+    now: datetime,
+    last_passed: datetime | None | lockout.AnyPending = lockout.ANY,
+    *,
+    commit: bool = True,
+) -> Result:
+    """An app code; a wrong one that is a replay of a used code is flagged as such.
+
+    The morning's common case, a right code for a member with no lock, is checked first
+    and written once: the step is spent and the counters restarted in two guarded
+    UPDATEs committed with the sign-in's audit row (no reservation, no re-reads). If
+    a lock, a full counter or a spent sign-in gets in the way, the member's guarded
+    UPDATE writes nothing and the attempt takes the counted path below, as does any code
+    that is not right or already used (so no more than the allowed number of wrong codes is ever
+    answered, however many are sent in parallel). Nothing is rolled back here: the
+    caller's uncommitted work stays as it was.
+
+    The fast path is taken only when the member as read shows no lock, a counter with
+    room and no block. A lock written by a parallel request after that read (PostgreSQL)
+    makes the guarded UPDATE refuse: the answer is LOCKED all the same, and the step of
+    the right code is spent, so a code found that way can never be used."""
+    cred = member.totp
+    step = None
+    if cred is not None and lockout.open_for_attempts(member, now):
+        step = totp.matching_step(secret_box().decrypt(cred.secret_encrypted), code, now)
+    if step is not None and totp.spend_step(cred, step, now):
+        if lockout.record_success(
+            member, now, last_passed=last_passed, unlocked=True, commit=False
+        ):
+            if commit:
+                db.session.commit()
+            return Result(Outcome.OK)
+        # Right, but a lock, a full counter or a spent sign-in is in the way: the counted
+        # path says which. The step stays spent: the code was used.
+        return _attempt(member, now, lambda: True, last_passed=last_passed)
     # The spent step is committed with the success (or the failure) the attempt records.
-    result = _attempt(member, now, lambda: totp.accept(member, code, now, commit=False))
+    result = _attempt(
+        member, now, lambda: totp.accept(member, code, now, commit=False), last_passed=last_passed
+    )
     if result.outcome is Outcome.WRONG and totp.replayed(member, code, now):
         return Result(Outcome.WRONG, replayed=True)
     return result
@@ -290,6 +364,7 @@ def verify_passkey(
     rp: RelyingParty,
     session_key: str,
     purpose: str = "second",
+    last_passed: datetime | None | lockout.AnyPending = lockout.ANY,
 ) -> Result:
     """A second step (or re-authentication) with one of the member's passkeys: counted
     against the lock like a code, since a refused response is a failed attempt."""
@@ -301,7 +376,7 @@ def verify_passkey(
         )
         return seen["assertion"].ok
 
-    result = _attempt(member, now, check)
+    result = _attempt(member, now, check, last_passed=last_passed)
     assertion = seen.get("assertion")
     if result.outcome is Outcome.WRONG and assertion is not None:
         return Result(Outcome.WRONG, passkey=assertion.failure, key=assertion.key)

@@ -108,6 +108,17 @@ def current_lock(
     return Lock(until) if until is not None and until > now else None
 
 
+def open_for_attempts(member: Member, now: datetime) -> bool:
+    """Whether the member as read (no re-read) may make a code attempt: no lock, no
+    block, room left in the counter and the streak. The guarded writes decide in the
+    end; this only keeps the uncounted fast path of app codes to members it can serve."""
+    return (
+        current_lock(member, now, CODE, reread=False) is None
+        and member.tfa_failures < _limit()
+        and member.tfa_streak < _block_at()
+    )
+
+
 def reserve(member: Member, now: datetime, counter: str = CODE) -> Lock | None:
     """Count one attempt before checking it. Returns None when the attempt may go
     ahead, else the lock that forbids it."""
@@ -196,15 +207,49 @@ _RESTARTED = {
 CLEARED = _RESTARTED | {"tfa_blocked_at": None}
 
 
-def record_success(member: Member, now: datetime) -> None:
-    """The owner proved themselves: every counter and lock starts again."""
-    db.session.execute(
+class AnyPending:
+    """No pending sign-in to guard: re-authentication, set-up, an operator's clear."""
+
+
+ANY = AnyPending()
+
+
+def record_success(
+    member: Member,
+    now: datetime,
+    *,
+    last_passed: datetime | None | AnyPending = ANY,
+    unlocked: bool = False,
+    commit: bool = True,
+) -> bool:
+    """The owner proved themselves: every counter and lock starts again, and the time of
+    this second step is kept. False (nothing written) when the member was blocked for
+    good meanwhile, when ``last_passed`` is given and a second step has been passed
+    since it was read (the pending sign-in is spent: a copy of its cookie completed it),
+    or, with ``unlocked``, when a lock or a full counter forbids the attempt (it was not
+    reserved first). ``commit=False`` leaves the commit to the caller, which must
+    commit next (a sign-in's audit row lands with it)."""
+    conditions = [Member.id == member.id, Member.tfa_blocked_at.is_(None)]
+    if not isinstance(last_passed, AnyPending):
+        conditions.append(Member.last_second_step_at.is_not_distinct_from(last_passed))
+    if unlocked:
+        conditions += [
+            Member.tfa_streak < _block_at(),
+            _not_locked(CODE, now),
+            _column(CODE, "failures") < _limit(),
+        ]
+    changed = db.session.execute(
         update(Member)
-        .where(Member.id == member.id, Member.tfa_blocked_at.is_(None))
+        .where(*conditions)
         .values(**_RESTARTED, last_second_step_at=now)
-    )
-    db.session.commit()
-    _refresh(member)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if commit:
+        db.session.commit()
+        _refresh(member)
+    else:
+        db.session.expire(member, [*_RESTARTED, "last_second_step_at", "updated_at"])
+    return changed == 1
 
 
 def clear(member: Member) -> None:

@@ -218,13 +218,27 @@ def accept(member: Member, code: str | None, now: datetime, *, commit: bool = Tr
     step = matching_step(secret_box().decrypt(cred.secret_encrypted), code, now)
     if step is None:
         return False
-    moved = db.session.execute(
-        update(TotpCredential)
-        .where(TotpCredential.id == cred.id, TotpCredential.last_step < step)
-        .values(last_step=step, last_used_at=now)
-    ).rowcount
+    moved = spend_step(cred, step, now)
     if commit:
         db.session.commit()
+    return moved
+
+
+def spend_step(cred: TotpCredential, step: int, now: datetime) -> bool:
+    """Mark ``step`` used, unless it (or a later one) was: one guarded UPDATE, left to
+    the caller's commit."""
+    moved = db.session.execute(
+        update(TotpCredential)
+        .where(
+            TotpCredential.id == cred.id,
+            # The secret the code was checked against: not one replaced meanwhile.
+            TotpCredential.secret_encrypted == cred.secret_encrypted,
+            TotpCredential.last_step < step,
+        )
+        .values(last_step=step, last_used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.expire(cred, ["last_step", "last_used_at"])
     return moved == 1
 
 

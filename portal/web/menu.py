@@ -1,26 +1,48 @@
 """The operator's member pages that are listed on マイページ and in the header menu.
 
-Templates call ``listed_pages()``; the answer is looked up once per request (one
-query) and only for a signed-in member. A member held on the set-up page by a
-``required`` policy is shown none: until a method is set up, nothing else is offered.
+Templates call ``listed_pages()``, only for a signed-in member. Each worker keeps the
+list (slugs and titles) until the pages' version moves on: it is kept in the policy row,
+which every signed-in request reads with the member, and every change to a page moves
+it in the same transaction (models.py), so a change shows on every worker and host at
+their next request without a query per page view. A member held on the set-up page by
+a ``required`` policy is shown none: until a method is set up, nothing else is offered.
 """
 
 from __future__ import annotations
 
-from flask import Flask, g, request
+from typing import NamedTuple
+
+from flask import Flask, current_app, g, request
 from flask_login import current_user
 
 from .. import pages, sessions
-from ..models import MemberPage
+from . import policy
 from .enforcement import OPEN_WHILE_ENROLLING, enrolment
 
 
-def listed_pages() -> list[MemberPage]:
+class Listed(NamedTuple):
+    slug: str
+    title: str
+
+
+_KEPT = "portal.listed_pages"  # app.extensions: (pages_version, [Listed, ...])
+
+
+def listed_pages() -> list[Listed]:
     if not current_user.is_authenticated:
         return []
     if "listed_pages" not in g:
-        g.listed_pages = [] if _held_on_set_up() else pages.listed_pages()
+        g.listed_pages = [] if _held_on_set_up() else _kept_listed()
     return g.listed_pages
+
+
+def _kept_listed() -> list[Listed]:
+    version = policy.current().pages_version
+    kept = current_app.extensions.get(_KEPT)
+    if kept is None or kept[0] != version:
+        kept = (version, [Listed(p.slug, p.title) for p in pages.listed_pages()])
+        current_app.extensions[_KEPT] = kept
+    return kept[1]
 
 
 def _held_on_set_up() -> bool:

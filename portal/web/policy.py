@@ -1,6 +1,7 @@
 """The policy as this request sees it: read from the database at most once per request
-(kept in ``flask.g``), never cached across requests, so a change made through one worker
-or the CLI is seen by every worker and host on its next request."""
+(kept in ``flask.g``; with the member, when the request has one), never cached across
+requests, so a change made through one worker or the CLI is seen by every worker and
+host on its next request."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from ..twofactor import policy as rules
 
 
 def current() -> Policy:
-    if "policy" not in g:
-        g.policy = rules.current(sessions.now())
-    return g.policy
+    if sessions.POLICY_KEY not in g:  # else read with the member (sessions._read_member)
+        setattr(g, sessions.POLICY_KEY, rules.current(sessions.now()))
+    return getattr(g, sessions.POLICY_KEY)
 
 
 def issuer() -> str:
