@@ -44,9 +44,9 @@ from benchlib import (
 )
 from sqlalchemy import event, func, select
 
-from portal.admin.queries import MemberFilter, member_select
 from portal.extensions import db
 from portal.models import Member
+from portal.queries import MemberFilter, member_select
 
 TARGET_P50_MS = 50.0
 TARGET_P99_MS = 200.0

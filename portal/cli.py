@@ -137,7 +137,7 @@ def list_members(tfa, method, as_csv):
     import csv as csv_module
 
     from .admin.common import safe_cell
-    from .admin.queries import MemberFilter, iter_members
+    from .queries import MemberFilter, iter_members
 
     flt = MemberFilter(tfa=tfa or "", method=method or "")
     rows = iter_members(flt)

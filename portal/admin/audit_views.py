@@ -11,11 +11,11 @@ from flask_babel import format_datetime, get_timezone
 from flask_babel import gettext as _
 
 from .. import audit, members, useragent
+from ..queries import AuditFilter, audit_page, iter_audit
 from ..web import audit_text
 from ..web.htmx import render
 from . import bp
 from .common import PAGE_SIZE, csv_response, id_arg
-from .queries import AuditFilter, audit_page, iter_audit
 
 
 def _parse_filter() -> tuple[AuditFilter, dict[str, str]]:

@@ -12,6 +12,7 @@ from flask_login import current_user
 from .. import audit, members, notices, sessions, twofactor
 from ..extensions import db
 from ..models import AuditEvent, ContactMethod, Member
+from ..queries import METHODS, MemberFilter, describe, iter_members, member_page
 from ..texts import METHOD_SHORT
 from ..twofactor import devices, lockout, passkeys, recovery
 from ..web import audit_text
@@ -20,7 +21,6 @@ from ..web.forms import ActionForm, ConfirmForm
 from ..web.htmx import render
 from . import bp
 from .common import PAGE_SIZE, ask_for_second_step, csv_response, id_arg, stale_operator
-from .queries import METHODS, MemberFilter, describe, iter_members, member_page
 
 
 @bp.route("/members")

@@ -14,9 +14,9 @@ from sqlalchemy import func, select, union_all
 from .. import sessions
 from ..extensions import db
 from ..models import AuditEvent, ContactMethod, Member, Passkey, TotpCredential
+from ..queries import METHODS
 from ..texts import METHOD_SHORT
 from . import bp
-from .queries import METHODS
 
 CHART_DAYS = 90
 HEIGHT, TOP, BOTTOM = 240, 12, 30  # px: the SVG's height, room above and below the plot

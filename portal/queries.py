@@ -1,6 +1,7 @@
-"""Member and audit queries for operators, built to stay fast on a million members:
-keyset pagination on the primary key (no OFFSET, no COUNT per page view) and the
-per-row details fetched for one page of ids at a time."""
+"""Member and audit queries for operators (the admin area, the admin API and the CLI),
+built to stay fast on a million members: keyset pagination on the primary key (no
+OFFSET, no COUNT per page view) and the per-row details fetched for one page of ids at a
+time."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from datetime import datetime
 
 from sqlalchemy import Select, and_, exists, func, not_, or_, select, union_all
 
-from ..extensions import db
-from ..models import AuditEvent, ContactMethod, Member, Passkey, RecoveryCode, TotpCredential
+from .extensions import db
+from .models import AuditEvent, ContactMethod, Member, Passkey, RecoveryCode, TotpCredential
 
 METHODS = ("app", "email", "sms", "passkey")  # the order the admin area lists them in
 
