@@ -396,6 +396,26 @@ class WebAuthnChallenge(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class ApiToken(db.Model):
+    """A token of the admin API (``/api/v1/``, issue 14): made by an operator on the
+    admin page and shown once; only its keyed hash is stored, so a copy of the database
+    (or a backup) holds no working token. ``read`` tokens read; ``write`` tokens may
+    also reset a member's second step and send password links."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(60))  # shown in the list and the audit log
+    scope: Mapped[str] = mapped_column(String(8))  # "read" | "write"
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(64), default="")  # the operator's login ID
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Written at most once a minute (api_tokens.touch), not on every call.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 # --- the member pages' version ----------------------------------------------------------
 
 
@@ -471,6 +491,7 @@ METHOD_SINCE = {
 
 
 __all__ = [
+    "ApiToken",
     "AuditEvent",
     "MemberPage",
     "ContactMethod",
