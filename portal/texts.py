@@ -93,3 +93,10 @@ def sent_message(kind: str, masked: str) -> str:
     if kind == "sms":
         return _("%(to)s にSMSで認証コードを送信しました。", to=masked)
     return _("%(to)s に認証コードを送信しました。", to=masked)
+
+
+# The scopes of an admin-API token (portal/api_tokens.py), as operators read them.
+API_SCOPES = {
+    "read": _l("読み取り"),
+    "write": _l("読み取りと操作"),
+}

@@ -64,6 +64,7 @@ def admin_urls(app) -> list[tuple[str, str]]:
             rule.rule.replace("<login_id>", "alice")
             .replace("<int:page_id>", "1")
             .replace("<int:terminal_id>", "1")
+            .replace("<int:token_id>", "1")
         )
         for method in sorted((rule.methods or set()) & {"GET", "POST"}):
             found.append((method, url))

@@ -117,7 +117,7 @@ def server(tmp_path_factory, module_smtp, module_sms):
 
 
 def arrange(live, casts: list[Cast]) -> None:
-    from portal import members, pages, password_reset
+    from portal import api_tokens, members, pages, password_reset
     from portal.extensions import db
     from portal.models import ContactMethod, Passkey
     from portal.twofactor import devices, policy
@@ -189,6 +189,7 @@ def arrange(live, casts: list[Cast]) -> None:
         )
         live.page_id = page.id
         live.terminal_id = devices.mark_terminal("受付のパソコン", "chief", now)[1].id
+        live.api_token_id = api_tokens.create("人事システム", "read", by="chief", now=now)[1].id
     live.secrets = app_secrets(live)
 
 
@@ -207,6 +208,7 @@ def urls_of(server, lang: str, who: str) -> dict[str, list[str]]:
         "login_id": [cast.subject.login_id],
         "page_id": [server.page_id],
         "terminal_id": [server.terminal_id],
+        "token_id": [server.api_token_id],
         "key_id": [server.key_ids[lang]],
         "slug": [PAGE_SLUG],
         "token": [server.tokens[lang]],

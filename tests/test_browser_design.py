@@ -41,8 +41,8 @@ PAGE_SLUG = "guide"
 def server(tmp_path_factory):
     members = [MEMBER, NEWCOMER, RESET_MEMBER, OPERATOR, VISITOR]
     with run_server(tmp_path_factory.mktemp("design-server"), members) as live:
+        from portal import api_tokens, pages
         from portal import members as members_module
-        from portal import pages
         from portal.extensions import db
         from portal.twofactor import devices
 
@@ -64,6 +64,13 @@ def server(tmp_path_factory):
             live.page_id = page.id
             _, terminal = devices.mark_terminal("受付のパソコン", OPERATOR.login_id, _now())
             live.terminal_id = terminal.id
+            _, api_token = api_tokens.create(
+                "人事システム（ヘルプデスクの問い合わせ対応用）",
+                "write",
+                by=OPERATOR.login_id,
+                now=_now(),
+            )
+            live.api_token_id = api_token.id
             # A passkey beside the app (a stored row: the walk opens its dialogs, and the
             # settings page lists it; no prompt is answered here).
             from portal.models import Passkey
@@ -131,6 +138,7 @@ def page_urls(server, token: str) -> dict[str, list[str]]:
         "login_id": [RESET_MEMBER.login_id],
         "page_id": [server.page_id],
         "terminal_id": [server.terminal_id],
+        "token_id": [server.api_token_id],
         "key_id": [server.key_id],
         "slug": [PAGE_SLUG],
         "token": [token],

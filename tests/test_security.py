@@ -43,6 +43,8 @@ POST_ROUTES = {
     "/admin/policy": "/admin/policy",
     "/admin/policy/terminal": "/admin/policy/terminal",
     "/admin/policy/terminals/<int:terminal_id>/remove": "/admin/policy/terminals/1/remove",
+    "/admin/api-tokens/new": "/admin/api-tokens/new",
+    "/admin/api-tokens/<int:token_id>/revoke": "/admin/api-tokens/1/revoke",
     "/settings/profile": "/settings/profile",
     "/settings/profile/confirm": "/settings/profile/confirm",
     "/settings/profile/resend": "/settings/profile/resend",

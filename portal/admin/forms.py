@@ -111,6 +111,41 @@ class DeletePageForm(PortalForm):
     """The confirmation dialog is the confirmation: the form carries only the CSRF token."""
 
 
+class ApiTokenForm(PortalForm):
+    """A new admin-API token: a name to tell it apart, its scope and how long it works."""
+
+    name = StringField(
+        _l("名前（使うシステムや担当者。例: 人事システム）"),
+        filters=[_strip],
+        validators=[
+            DataRequired(message=_l("トークンの名前を入力してください。")),
+            Length(max=60, message=_l("トークンの名前は60文字以内で入力してください。")),
+            _plain_text(_l("トークンの名前に使用できない文字が含まれています。")),
+        ],
+        render_kw={"maxlength": 60, "autocomplete": "off"},
+    )
+    scope = SelectField(
+        _l("権限"),
+        choices=[
+            SelectChoice("read", _l("read：読み取りのみ（メンバーの二段階認証の状態、監査ログ）")),
+            SelectChoice(
+                "write",
+                _l("write：読み取りと操作（二段階認証の無効化、パスワード設定のリンクの送信）"),
+            ),
+        ],
+    )
+    expires = SelectField(
+        _l("有効期限"),
+        choices=[
+            SelectChoice("30", _l("30日")),
+            SelectChoice("90", _l("90日")),
+            SelectChoice("365", _l("1年")),
+            SelectChoice("", _l("無期限")),
+        ],
+        default="90",
+    )
+
+
 LEVEL_CHOICES = [
     SelectChoice("off", _l("off：求めない")),
     SelectChoice("recommend", _l("recommend：未設定のメンバーに設定をすすめる（警告を表示）")),

@@ -22,6 +22,7 @@ from flask_babel import lazy_gettext as _l
 from .. import useragent
 from ..audit import EVENTS
 from ..i18n import local_time
+from ..texts import API_SCOPES
 
 METHOD_NAMES = {
     "app": _l("認証アプリ"),
@@ -44,6 +45,8 @@ LIMITS = {
     "passkey": _l("パスキーだけでのログイン"),
     "passkey-options": _l("パスキーでのログインの開始"),
     "admin": _l("管理画面での操作"),
+    "api": _l("このAPIトークンでの呼び出し"),
+    "api-refused": _l("同じIPアドレスからの拒否されたAPIの呼び出し"),
     "reset-account": _l("このアカウントのパスワード再設定の申し込み"),
     "reset-address": _l("同じIPアドレスからのパスワード再設定の申し込み"),
     "reset-token": _l("パスワード再設定のリンクの使用"),
@@ -110,6 +113,11 @@ KEYS = {
     "name": _l("名前"),
     "key": _l("パスキー番号"),
     "reason": _l("理由"),
+    "token": _l("APIトークン"),
+    "scope": _l("権限"),
+    "expires_at": _l("有効期限"),
+    "call": _l("呼び出し"),
+    "status": _l("応答"),
 }
 
 NONE = _l("（なし）")
@@ -285,6 +293,59 @@ def _terminal(d: dict) -> str:
     return _("端末「%(label)s」", label=useragent.shown(_value(d.pop("label", ""))))
 
 
+# Why the admin API refused a call (portal/api: the codes of its 401 answers).
+API_REFUSALS = {
+    "token_missing": _l("トークンなし"),
+    "token_malformed": _l("形式が正しくないトークン"),
+    "token_invalid": _l("登録されていないトークン"),
+    "token_expired": _l("期限切れのトークン"),
+    "token_revoked": _l("失効したトークン"),
+}
+
+
+def _token(d: dict) -> str:
+    """「名前」（権限） of an API token, from its name and scope."""
+    name = _value(d.pop("token", ""))
+    scope = d.pop("scope", None)
+    if scope is None:
+        return _("「%(name)s」", name=name)
+    return _("「%(name)s」（%(scope)s）", name=name, scope=API_SCOPES.get(scope, scope))
+
+
+def _token_created(d: dict) -> str:
+    if "token" not in d:
+        return ""
+    until = d.pop("expires_at", None)
+    token = _token(d)
+    if until:
+        return _(
+            "トークン%(token)sを作成しました（有効期限 %(until)s）。",
+            token=token,
+            until=_time(until),
+        )
+    return _("トークン%(token)sを作成しました（無期限）。", token=token)
+
+
+def _token_revoked(d: dict) -> str:
+    return _("トークン%(token)sを失効させました。", token=_token(d)) if "token" in d else ""
+
+
+def _api_call(d: dict) -> str:
+    """An API call: who (the token's name), what (method and path) and the answer."""
+    call = d.pop("call", None)
+    if call is None:
+        return ""
+    said = _value(call)
+    if "status" in d:
+        said = _("%(call)s（%(status)s）", call=said, status=_value(d.pop("status")))
+    reason = d.pop("reason", None)
+    if reason is not None:
+        said += _("：%(reason)s", reason=API_REFUSALS.get(reason, reason))
+    if "token" in d:
+        said = _("トークン%(token)s：%(call)s", token=_token(d), call=said)
+    return said
+
+
 def _remembered(d: dict) -> str:
     d.pop("device", None)
     return _("端末「%(label)s」", label=useragent.shown(_value(d.pop("label", ""))))
@@ -394,6 +455,10 @@ WORDINGS: dict[str, Callable[[dict], str]] = {
     "admin.policy_changed": _policy,
     "admin.terminal_marked": _terminal,
     "admin.terminal_removed": _terminal,
+    "api.token_created": _token_created,
+    "api.token_revoked": _token_revoked,
+    "api.request": _api_call,
+    "api.refused": _api_call,
     "device.remembered": _remembered,
     "passkey.added": _passkey,
     "passkey.renamed": _passkey,

@@ -26,6 +26,7 @@ SAMPLES = {
     "slug": "x",
     "device_id": "1",
     "terminal_id": "1",
+    "token_id": "1",
     "key_id": "1",
     "token": "not-a-reset-token",
 }

@@ -57,7 +57,7 @@ from werkzeug.routing import AnyConverter, IntegerConverter
 from wtforms.fields.core import UnboundField
 
 from portal import create_app, members, pages
-from portal.admin.forms import DeletePageForm, PageForm, PolicyForm, TerminalForm
+from portal.admin.forms import ApiTokenForm, DeletePageForm, PageForm, PolicyForm, TerminalForm
 from portal.auth.forms import CodeForm as SignInCodeForm
 from portal.auth.forms import (
     ForgotForm,
@@ -142,6 +142,8 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "admin.policy_page": (PolicyForm,),  # random values never make a valid policy
     "admin.terminal_mark": (TerminalForm,),  # marks the fuzzing browser: not compared
     "admin.terminal_remove": (ActionForm,),
+    "admin.api_token_new": (ApiTokenForm,),  # makes a token: not compared
+    "admin.api_token_revoke": (ActionForm,),
     "admin.member_reset": (ConfirmForm,),
     "admin.member_unlock": (ActionForm,),  # lifts locks only: no compared record changes
     "admin.member_password_reset": (ActionForm,),  # issues a link: no compared record changes
