@@ -74,6 +74,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     enforcement.init_app(app)
     menu.init_app(app)
 
+    from . import api
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp
     from .health import bp as health_bp
@@ -87,6 +88,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(health_bp)
+    api.init_app(app)
 
     from . import cli
 

@@ -75,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_LIMIT_RESET_TOKEN": "10 per minute;60 per hour",
     # Every admin-area POST per client address.
     "PORTAL_LIMIT_ADMIN": "60 per minute;1000 per hour",
+    # Admin API (/api/v1/) calls per token, and calls refused for want of a valid token
+    # per client address (each refused call is audited, so this bounds the rows too).
+    "PORTAL_LIMIT_API": "600 per minute",
+    "PORTAL_LIMIT_API_REFUSED": "20 per minute;200 per hour",
     # Request bodies larger than this are refused with 413 before they are read.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "PORTAL_PROXY_COUNT": 0,

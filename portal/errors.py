@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from .api import errors as api_errors
 from .web.htmx import render
 
 
@@ -27,6 +28,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if api_errors.wanted():
+            return api_errors.response(exc)
         messages = {
             403: _("このページを表示する権限がありません。"),
             404: _("お探しのページは見つかりませんでした。"),
@@ -44,6 +47,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(500)
     def server_error(exc):
+        if api_errors.wanted():
+            return api_errors.response(None, 500)
         return _page(
             500, _("エラー"), _("エラーが発生しました。しばらくしてから再度お試しください。")
         )

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 
 from sqlalchemy import Select, and_, exists, func, not_, or_, select, union_all
 
+from . import audit, members
 from .extensions import db
 from .models import AuditEvent, ContactMethod, Member, Passkey, RecoveryCode, TotpCredential
 
@@ -209,6 +210,44 @@ class AuditFilter:
     event: str = ""
     start: datetime | None = None
     end: datetime | None = None
+
+
+# What can be wrong with a typed audit filter (each caller words it in its own way).
+UNKNOWN_MEMBER, BAD_DATE, DATES_REVERSED = "unknown_member", "bad_date", "dates_reversed"
+
+
+def audit_filter_from(args, zone: tzinfo) -> tuple[AuditFilter, dict[str, str]]:
+    """The audit log's filter from the query string (``member``: a login ID, ``event``,
+    ``from`` and ``to``: days in ``zone``, ``to`` included), and the problem of each
+    field typed wrongly. A wrong field matches nothing rather than everything."""
+    problems: dict[str, str] = {}
+    flt = AuditFilter()
+    login_id = (args.get("member") or "").strip()
+    if login_id:
+        found = members.find(login_id) if members.LOGIN_ID_RE.fullmatch(login_id) else None
+        if found is None:
+            problems["member"] = UNKNOWN_MEMBER
+            flt.member_id = -1
+        else:
+            flt.member_id = found.id
+    event = args.get("event") or ""
+    flt.event = event if event in audit.EVENTS else ""
+    for name, attr, shift in (("from", "start", 0), ("to", "end", 1)):
+        raw = (args.get(name) or "").strip()
+        if not raw:
+            continue
+        try:
+            day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=zone)
+        except ValueError:
+            day = None
+        if day is None or not 1900 <= day.year <= 9998:
+            problems[name] = BAD_DATE
+            continue
+        setattr(flt, attr, day + timedelta(days=shift))  # "to" includes that whole day
+    if flt.start is not None and flt.end is not None and flt.start >= flt.end:
+        problems["from"] = DATES_REVERSED
+        flt.end = flt.start  # an empty range: match nothing rather than guess
+    return flt, problems
 
 
 def audit_select(flt: AuditFilter) -> Select:

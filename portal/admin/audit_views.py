@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import render_template, request
@@ -10,8 +9,16 @@ from flask.typing import ResponseReturnValue
 from flask_babel import format_datetime, get_timezone
 from flask_babel import gettext as _
 
-from .. import audit, members, useragent
-from ..queries import AuditFilter, audit_page, iter_audit
+from .. import audit, useragent
+from ..queries import (
+    BAD_DATE,
+    DATES_REVERSED,
+    UNKNOWN_MEMBER,
+    AuditFilter,
+    audit_filter_from,
+    audit_page,
+    iter_audit,
+)
 from ..web import audit_text
 from ..web.htmx import render
 from . import bp
@@ -20,35 +27,13 @@ from .common import PAGE_SIZE, csv_response, id_arg
 
 def _parse_filter() -> tuple[AuditFilter, dict[str, str]]:
     """The filter, and a message per field the operator typed wrongly."""
-    errors: dict[str, str] = {}
-    zone = ZoneInfo(str(get_timezone()))
-    flt = AuditFilter()
-    login_id = (request.args.get("member") or "").strip()
-    if login_id:
-        found = members.find(login_id) if members.LOGIN_ID_RE.fullmatch(login_id) else None
-        if found is None:
-            errors["member"] = _("そのログインIDのメンバーはいません。")
-            flt.member_id = -1  # match nothing rather than everything
-        else:
-            flt.member_id = found.id
-    event = request.args.get("event") or ""
-    flt.event = event if event in audit.EVENTS else ""
-    for name, attr, shift in (("from", "start", 0), ("to", "end", 1)):
-        raw = (request.args.get(name) or "").strip()
-        if not raw:
-            continue
-        try:
-            day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=zone)
-        except ValueError:
-            day = None
-        if day is None or not 1900 <= day.year <= 9998:
-            errors[name] = _("日付は 2026-11-25 の形式で入力してください。")
-            continue
-        setattr(flt, attr, day + timedelta(days=shift))  # "to" includes that whole day
-    if flt.start is not None and flt.end is not None and flt.start >= flt.end:
-        errors["from"] = _("開始日は終了日以前の日付を指定してください。")
-        flt.end = flt.start  # an empty range: match nothing rather than guess
-    return flt, errors
+    flt, problems = audit_filter_from(request.args, ZoneInfo(str(get_timezone())))
+    words = {
+        UNKNOWN_MEMBER: _("そのログインIDのメンバーはいません。"),
+        BAD_DATE: _("日付は 2026-11-25 の形式で入力してください。"),
+        DATES_REVERSED: _("開始日は終了日以前の日付を指定してください。"),
+    }
+    return flt, {name: words[problem] for name, problem in problems.items()}
 
 
 def _filter_args() -> dict[str, str]:

@@ -64,6 +64,24 @@ PASSWORD_RESET_URLS = {
 HEALTH_URLS = {"/healthz"}
 
 
+# The admin API: a token in the Authorization header is its only credential, so a
+# browser's cookie (signed in, pending or none) gets a JSON 401 there, never a page or a
+# redirect to sign in; its description (openapi.json) is public. tests/test_api*.py.
+API_PREFIX = "/api/"
+
+
+def assert_api_answer(app, method: str, url: str, response) -> None:
+    assert response.mimetype == "application/json", (method, url)
+    assert "Set-Cookie" not in response.headers, (method, url)
+    if not allowed(app, method, url):
+        expected = 405
+    elif url.endswith("/openapi.json"):
+        expected = 200
+    else:
+        expected = 401
+    assert response.status_code == expected, (method, url, response.status_code)
+
+
 def assert_health_answer(method: str, url: str, response) -> None:
     assert method == "GET" and response.status_code == 200, (method, url, response.status_code)
     assert response.json == {"status": "ok", "database": "ok", "redis": "not configured"}

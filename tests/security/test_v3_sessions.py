@@ -14,12 +14,14 @@ from types import SimpleNamespace
 
 import pytest
 from attack_helpers import (
+    API_PREFIX,
     HARMFUL_FORM,
     HEALTH_URLS,
     LANGUAGE_URLS,
     PASSWORD_RESET_URLS,
     SECOND_STEP_URLS,
     add_member,
+    assert_api_answer,
     assert_health_answer,
     every_route,
     member_state,
@@ -174,6 +176,10 @@ def assert_no_member_reached(app, thief, member_text: str) -> None:
         response = thief.open(url, method=method, data=HARMFUL_FORM)
         if url in HEALTH_URLS and method == "GET":
             assert_health_answer(method, url, response)
+            continue
+        if url.startswith(API_PREFIX):
+            assert_api_answer(app, method, url, response)
+            assert member_text not in response.text, (method, url)
             continue
         assert response.status_code in (302, 405), (method, url, response.status_code)
         if response.status_code == 302:

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from attack_helpers import (
+    API_PREFIX,
     HARMFUL_FORM,
     HEALTH_URLS,
     LANGUAGE_URLS,
@@ -19,6 +20,7 @@ from attack_helpers import (
     SIGN_IN_URLS,
     add_member,
     allowed,
+    assert_api_answer,
     assert_health_answer,
     audit_count,
     every_route,
@@ -104,6 +106,9 @@ def test_v4_1_1_a_pending_sign_in_reaches_only_the_second_step(
         if url in HEALTH_URLS:
             assert_health_answer(method, url, response)
             continue
+        if url.startswith(API_PREFIX):
+            assert_api_answer(app, method, url, response)
+            continue
         if htmx:
             assert response.status_code == 200 and response.text == "", (method, url)
             assert response.headers["HX-Redirect"] == "/login/verify", (method, url)
@@ -144,6 +149,9 @@ def test_v4_1_1_a_visitor_is_sent_to_sign_in_from_every_url(app, client, alice, 
             continue
         if url in HEALTH_URLS:
             assert_health_answer(method, url, response)
+            continue
+        if url.startswith(API_PREFIX):
+            assert_api_answer(app, method, url, response)
             continue
         target = redirect_target(response) or ""
         assert response.status_code == (200 if htmx else 302), (method, url)

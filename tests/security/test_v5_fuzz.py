@@ -154,7 +154,10 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
 
 # Every query parameter a view reads (grep request.args / id_arg in portal/), plus
 # ``next`` everywhere (it is what a redirect to the sign-in page carries).
-QUERY_PARAMS = ("next", "q", "tfa", "method", "after", "before", "member", "event", "from", "to")
+QUERY_PARAMS = (
+    *("next", "q", "tfa", "method", "after", "before", "member", "event", "from", "to"),
+    *("cursor", "limit"),  # the admin API's pages (its callers hold no cookie: all 401)
+)
 
 
 def form_fields(form: type[PortalForm]) -> list[str]:

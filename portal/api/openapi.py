@@ -1,0 +1,327 @@
+"""The OpenAPI 3.1 document of the admin API, served at /api/v1/openapi.json (without a
+token: it says what the API does, nothing about anyone). tests/test_api_schema.py runs
+schemathesis' generated calls against the app and checks each answer against it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+
+from .. import audit, members
+from ..queries import METHODS
+
+LIMIT_MAX = 200
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null (OpenAPI 3.1 is JSON Schema: a list of types)."""
+    found = {**schema, "type": [schema["type"], "null"]}
+    if "enum" in schema:
+        found["enum"] = [*schema["enum"], None]
+    return found
+
+
+TIME = {"type": "string", "format": "date-time"}
+COUNT = {"type": "integer", "minimum": 0}
+METHOD = {"type": "string", "enum": list(METHODS)}
+
+
+def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
+    found = {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+    }
+    return {**found, "description": description} if description else found
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+        **extra,
+    }
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before calling again.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+ERRORS = {
+    "BadRequest": _json(_ref("Error"), "The request could not be understood."),
+    "Unauthorized": _json(
+        _ref("Error"),
+        "No valid token: token_missing, token_malformed, token_invalid, token_expired or "
+        "token_revoked.",
+        headers={
+            "WWW-Authenticate": {
+                "description": "Bearer, with error=invalid_token.",
+                "schema": {"type": "string"},
+            }
+        },
+    ),
+    "Forbidden": _json(_ref("Error"), "insufficient_scope: the call needs a write token."),
+    "NotFound": _json(_ref("Error"), "not_found: no such member (or address)."),
+    "NotAllowed": _json(_ref("Error"), "method_not_allowed."),
+    "Invalid": _json(_ref("Error"), "invalid_parameter: the message names the parameter."),
+    "TooMany": _json(_ref("Error"), "rate_limited: too many calls.", headers=RETRY_AFTER),
+    "ServerError": _json(_ref("Error"), "internal_error."),
+}
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    names = {
+        "400": "BadRequest",
+        "401": "Unauthorized",
+        "403": "Forbidden",
+        "404": "NotFound",
+        "405": "NotAllowed",
+        "422": "Invalid",
+        "429": "TooMany",
+        "500": "ServerError",
+    }
+    return {status: {"$ref": f"#/components/responses/{names[status]}"} for status in statuses}
+
+
+COMMON = ("400", "401", "405", "429", "500")
+
+CURSOR = {
+    "name": "cursor",
+    "in": "query",
+    "description": "The next_cursor of the previous page; absent for the first page.",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+}
+LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "description": f"Items per page (default 50, at most {LIMIT_MAX}).",
+    "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX},
+}
+LOGIN_ID = {
+    "name": "login_id",
+    "in": "path",
+    "required": True,
+    "description": "The member's login ID (case does not matter).",
+    "schema": {"type": "string", "pattern": "^" + members.LOGIN_ID_RE.pattern + "$"},
+}
+
+
+def _schemas() -> dict[str, Any]:
+    two_factor_summary = _object(
+        {
+            "enabled": {"type": "boolean"},
+            "methods": {"type": "array", "items": METHOD},
+            "set_up_at": _nullable(TIME),
+            "recovery_codes_left": COUNT,
+            "passkeys": COUNT,
+            "last_second_step_at": _nullable(TIME),
+        }
+    )
+    lock = _object(
+        {
+            "blocked": {
+                "type": "boolean",
+                "description": "Locked until an operator unlocks the second step.",
+            },
+            "blocked_since": _nullable(TIME),
+            "codes_locked_until": _nullable(TIME),
+            "recovery_codes_locked_until": _nullable(TIME),
+        }
+    )
+    person = {
+        "login_id": {"type": "string"},
+        "name": {"type": "string"},
+        "email": {"type": "string"},
+    }
+    return {
+        "Error": _object(
+            {
+                "error": _object(
+                    {
+                        "code": {"type": "string", "description": "Stable, for programs."},
+                        "message": {"type": "string", "description": "For people."},
+                    }
+                )
+            }
+        ),
+        "MemberSummary": _object({**person, "two_factor": two_factor_summary}),
+        "MemberList": _object(
+            {
+                "members": {"type": "array", "items": _ref("MemberSummary")},
+                "next_cursor": _nullable({"type": "string"}),
+            }
+        ),
+        "Member": _object(
+            {
+                **person,
+                "is_operator": {"type": "boolean"},
+                "two_factor": _object(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "methods": {
+                            "type": "array",
+                            "items": _object({"method": METHOD, "since": TIME}),
+                        },
+                        "preferred_method": _nullable(METHOD),
+                        "recovery_codes_left": COUNT,
+                        "passkeys": COUNT,
+                        "remembered_devices": COUNT,
+                        "last_second_step_at": _nullable(TIME),
+                        "lock": lock,
+                    }
+                ),
+            }
+        ),
+        "AuditEvent": _object(
+            {
+                "id": {"type": "integer"},
+                "at": TIME,
+                "event": {"type": "string", "enum": sorted(audit.EVENTS)},
+                "actor": {"type": "string"},
+                "subject": {"type": "string"},
+                "method": _nullable({"type": "string"}),
+                "ip": {"type": "string"},
+                "user_agent": {"type": "string"},
+                "detail": {"type": "object"},
+            }
+        ),
+        "AuditList": _object(
+            {
+                "events": {"type": "array", "items": _ref("AuditEvent")},
+                "next_cursor": _nullable({"type": "string"}),
+            }
+        ),
+    }
+
+
+def document() -> dict[str, Any]:
+    base = current_app.config.get("PORTAL_BASE_URL") or ""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Member portal admin API",
+            "version": "1.0.0",
+            "description": (
+                "Two-step verification status, the audit log, resets and password links "
+                "for other systems. Tokens are made on the admin page (/admin/api-tokens); "
+                "send one as 'Authorization: Bearer <token>'. Every call is audited with "
+                "the token's name."
+            ),
+        },
+        "servers": [{"url": f"{base}/api/v1"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token (pt_…): read, or write for changes.",
+                }
+            },
+            "schemas": _schemas(),
+            "responses": ERRORS,
+        },
+        "paths": {
+            "/members": {
+                "get": {
+                    "operationId": "listMembers",
+                    "summary": "Members, with the admin list's filters",
+                    "parameters": [
+                        {
+                            "name": "tfa",
+                            "in": "query",
+                            "description": "on: with a second step; off: without one.",
+                            "schema": {"type": "string", "enum": ["on", "off"]},
+                        },
+                        {
+                            "name": "method",
+                            "in": "query",
+                            "description": "Only members with this method.",
+                            "schema": METHOD,
+                        },
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "description": "Login ID, name or email address contains it.",
+                            "schema": {"type": "string", "maxLength": 100},
+                        },
+                        CURSOR,
+                        LIMIT,
+                    ],
+                    "responses": {
+                        "200": _json(_ref("MemberList"), "One page of members."),
+                        **_errors(*COMMON, "422"),
+                    },
+                }
+            },
+            "/members/{login_id}": {
+                "parameters": [LOGIN_ID],
+                "get": {
+                    "operationId": "getMember",
+                    "summary": "One member's two-step verification status",
+                    "responses": {
+                        "200": _json(_ref("Member"), "The member."),
+                        **_errors(*COMMON, "404"),
+                    },
+                },
+            },
+            "/audit": {
+                "get": {
+                    "operationId": "listAuditEvents",
+                    "summary": "The audit log, newest first, with the admin log's filters",
+                    "parameters": [
+                        {
+                            "name": "member",
+                            "in": "query",
+                            "description": "Events where this login ID acted or was acted on.",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "event",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": sorted(audit.EVENTS)},
+                        },
+                        {
+                            "name": "from",
+                            "in": "query",
+                            "description": "First day (YYYY-MM-DD, the portal's time zone).",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                        {
+                            "name": "to",
+                            "in": "query",
+                            "description": "Last day, included.",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                        CURSOR,
+                        LIMIT,
+                    ],
+                    "responses": {
+                        "200": _json(_ref("AuditList"), "One page of events."),
+                        **_errors(*COMMON, "422"),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        **_errors("405", "429", "500"),
+                    },
+                }
+            },
+        },
+    }

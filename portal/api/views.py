@@ -1,0 +1,206 @@
+"""The admin API's endpoints. Lists use keyset pagination like the admin area (a
+``cursor`` from the previous page, ``limit`` up to 200): no OFFSET, whatever the depth.
+Query parameters are checked strictly: a value the admin page would quietly ignore is a
+422 here, so a program's typo does not read as "no filter"."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import abort, request
+
+from .. import audit, i18n, members, sessions, twofactor
+from ..models import METHOD_SINCE, AuditEvent, Member
+from ..queries import (
+    BAD_DATE,
+    DATES_REVERSED,
+    METHODS,
+    UNKNOWN_MEMBER,
+    AuditFilter,
+    MemberFilter,
+    MemberRow,
+    audit_filter_from,
+    audit_page,
+    describe,
+    member_page,
+)
+from ..twofactor import devices, lockout
+from . import bp
+from .errors import ApiError
+from .openapi import document
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def _invalid(name: str, message: str) -> ApiError:
+    return ApiError(422, "invalid_parameter", f"{name}: {message}")
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "")
+    if not raw:
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= MAX_LIMIT):
+        raise _invalid("limit", f"a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _cursor() -> int | None:
+    """Where the previous page ended (the ``next_cursor`` it gave), or None."""
+    raw = request.args.get("cursor", "")
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise _invalid("cursor", "not a cursor this API gave")
+    return int(raw)
+
+
+def _next(position: int | None) -> str | None:
+    return str(position) if position is not None else None
+
+
+def _member_or_404(login_id: str) -> Member:
+    found = members.find(login_id) if members.LOGIN_ID_RE.fullmatch(login_id) else None
+    if found is None:
+        abort(404)
+    return found
+
+
+# --- members ------------------------------------------------------------------------------
+
+
+def _member_filter() -> MemberFilter:
+    """The admin list's filters: ``tfa`` (on|off), ``method``, ``q`` (login ID, name or
+    address contains it)."""
+    tfa = request.args.get("tfa", "")
+    if tfa not in ("", "on", "off"):
+        raise _invalid("tfa", "'on' or 'off'")
+    method = request.args.get("method", "")
+    if method and method not in METHODS:
+        raise _invalid("method", "one of " + ", ".join(METHODS))
+    q = request.args.get("q", "")
+    if len(q) > 100 or not q.isprintable():
+        raise _invalid("q", "at most 100 printable characters")
+    return MemberFilter(q=q.strip(), tfa=tfa, method=method)
+
+
+def _summary(row: MemberRow) -> dict:
+    m = row.member
+    return {
+        "login_id": m.login_id,
+        "name": m.name,
+        "email": m.email,
+        "two_factor": {
+            "enabled": bool(row.methods),
+            "methods": row.methods,
+            "set_up_at": _when(row.set_up_on),
+            "recovery_codes_left": row.recovery_left,
+            "passkeys": row.passkeys,
+            "last_second_step_at": _when(m.last_second_step_at),
+        },
+    }
+
+
+@bp.get("/members")
+def members_list():
+    flt = _member_filter()
+    page = member_page(flt, _cursor(), None, _limit())
+    return {
+        "members": [_summary(row) for row in page.rows],
+        "next_cursor": _next(page.next_after),
+    }
+
+
+@bp.get("/members/<login_id>")
+def member_detail(login_id: str):
+    m = _member_or_404(login_id)
+    now = sessions.now()
+    row = describe([m])[0]
+    methods = twofactor.enabled_methods(m)
+    code_lock = lockout.current_lock(m, now, lockout.CODE)
+    recovery_lock = lockout.current_lock(m, now, lockout.RECOVERY)
+    return {
+        "login_id": m.login_id,
+        "name": m.name,
+        "email": m.email,
+        "is_operator": m.is_operator,
+        "two_factor": {
+            "enabled": bool(methods),
+            "methods": [
+                {"method": kind, "since": _when(getattr(m, METHOD_SINCE[kind]))} for kind in methods
+            ],
+            "preferred_method": twofactor.preferred_method(m),
+            "recovery_codes_left": row.recovery_left,
+            "passkeys": row.passkeys,
+            "remembered_devices": len(devices.listed(m, now)),
+            "last_second_step_at": _when(m.last_second_step_at),
+            "lock": {
+                # Locked until an operator unlocks (after PORTAL_TFA_BLOCK_FAILURES).
+                "blocked": m.tfa_blocked_at is not None,
+                "blocked_since": _when(m.tfa_blocked_at),
+                "codes_locked_until": _when(code_lock.until) if code_lock else None,
+                "recovery_codes_locked_until": (
+                    _when(recovery_lock.until) if recovery_lock else None
+                ),
+            },
+        },
+    }
+
+
+# --- the audit log ------------------------------------------------------------------------
+
+
+AUDIT_PROBLEMS = {
+    UNKNOWN_MEMBER: "no member has this login ID",
+    BAD_DATE: "a day as YYYY-MM-DD",
+    DATES_REVERSED: "a day after 'to'",
+}
+
+
+def _audit_filter() -> AuditFilter:
+    """The admin log's filters: ``member`` (login ID), ``event``, ``from`` and ``to``
+    (days in the portal's time zone, PORTAL_TIMEZONE; ``to`` included)."""
+    event = request.args.get("event", "")
+    if event and event not in audit.EVENTS:
+        raise _invalid("event", "not an event of the audit log")
+    flt, problems = audit_filter_from(request.args, ZoneInfo(i18n.site_timezone()))
+    for name, problem in problems.items():
+        raise _invalid(name, AUDIT_PROBLEMS[problem])
+    return flt
+
+
+def _event(e: AuditEvent) -> dict:
+    try:
+        detail = json.loads(e.detail or "{}")
+    except ValueError:
+        detail = {}
+    return {
+        "id": e.id,
+        "at": _when(e.created_at),
+        "event": e.event,
+        "actor": e.actor_label,
+        "subject": e.subject_label,
+        "method": e.method,
+        "ip": e.ip,
+        "user_agent": e.user_agent,
+        "detail": detail if isinstance(detail, dict) else {},
+    }
+
+
+@bp.get("/audit")
+def audit_log():
+    flt = _audit_filter()
+    found, next_before = audit_page(flt, _cursor(), _limit())
+    return {"events": [_event(e) for e in found], "next_cursor": _next(next_before)}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return document()
