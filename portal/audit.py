@@ -70,6 +70,8 @@ EVENTS = {
     "signin.passkey_failed": lazy_pgettext("audit event", "ログイン失敗（パスキーのみ）"),
     "device.remembered": lazy_pgettext("audit event", "端末の記憶"),
     "device.forgotten": lazy_pgettext("audit event", "端末の記憶の解除"),
+    "members.imported": lazy_pgettext("audit event", "メンバーの一括取り込み"),
+    "member.invited": lazy_pgettext("audit event", "招待メールの送信"),
 }
 
 

@@ -9,6 +9,7 @@ unset: the portal's default, Japanese); see :func:`portal.i18n.shell_language`. 
 from __future__ import annotations
 
 import functools
+import os
 import secrets
 import sys
 import unicodedata
@@ -103,6 +104,120 @@ def create_member(login_id, email, name, phone, operator, password_stdin):
 
         audit.record("admin.operator_granted", subject=member, actor_label="cli")
     click.echo(_("会員 %(login_id)s を作成しました。", login_id=member.login_id))
+
+
+@members_cli.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--dry-run", is_flag=True, help="Check every line and report; write nothing.")
+@click.option(
+    "--update", "update_existing", is_flag=True, help="Change name/email/phone of existing IDs."
+)
+@click.option("--invite", is_flag=True, help="Mail each new member a link to set a password.")
+@click.option(
+    "--invite-days",
+    type=click.IntRange(1, 90),
+    default=None,
+    help="Days the invitation link works (default PORTAL_INVITE_DAYS, 7).",
+)
+def import_members(csv_file, dry_run, update_existing, invite, invite_days):
+    """Import members from a CSV file (login_id,email[,name,phone,operator])."""
+    from . import audit, importing, sessions
+
+    size = os.path.getsize(csv_file)
+    with (
+        open(csv_file, "rb") as raw,
+        click.progressbar(
+            length=size, label=_("確認中") if dry_run else _("取り込み中"), file=sys.stderr
+        ) as bar,
+    ):
+        done = [0]
+
+        def progress(_lines: int) -> None:
+            position = raw.tell()
+            bar.update(position - done[0])
+            done[0] = position
+
+        try:
+            report = importing.run(
+                raw,
+                now=sessions.now(),
+                update_existing=update_existing,
+                dry_run=dry_run,
+                progress=progress,
+                keep_created=invite,
+            )
+        except importing.FileError as exc:
+            db.session.rollback()
+            fail(str(exc))
+    for problem in report.problems:
+        click.echo(problem_line(problem), err=True)
+    if report.rejected > len(report.problems):
+        click.echo(
+            _("（ほか %(n)d 件の問題は省略しました）", n=report.rejected - len(report.problems)),
+            err=True,
+        )
+    if not dry_run:
+        audit.record(
+            "members.imported",
+            actor_label="cli",
+            created=report.created,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            rejected=report.rejected,
+        )
+    invited = not_mailed = 0
+    if invite and not dry_run and report.created_ids:
+        invited, not_mailed = send_invitations(report.created_ids, invite_days)
+    click.echo(summary(report, dry_run, invited, not_mailed))
+    if report.rejected:
+        sys.exit(1)
+
+
+def problem_line(problem) -> str:
+    if problem.column:
+        return _(
+            "%(line)d行目（%(column)s）：%(message)s",
+            line=problem.line,
+            column=problem.column,
+            message=problem.message,
+        )
+    return _("%(line)d行目：%(message)s", line=problem.line, message=problem.message)
+
+
+def summary(report, dry_run: bool, invited: int, not_mailed: int) -> str:
+    counts = _(
+        "作成 %(created)d 件、更新 %(updated)d 件、変更なし %(unchanged)d 件、"
+        "問題のある行 %(rejected)d 件",
+        created=report.created,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        rejected=report.rejected,
+    )
+    if dry_run:
+        return _("確認のみ（何も書き込んでいません）：%(counts)s", counts=counts)
+    text = _("取り込みました：%(counts)s", counts=counts)
+    if invited or not_mailed:
+        text += "\n" + _(
+            "招待メール：送信 %(sent)d 件、送信できず %(failed)d 件",
+            sent=invited,
+            failed=not_mailed,
+        )
+    return text
+
+
+def send_invitations(member_ids: list[int], days: int | None) -> tuple[int, int]:
+    """Mail each new member an invitation; returns how many were mailed and not."""
+    from . import audit, invitations, sessions
+
+    def record(member, sent) -> None:
+        audit.record(
+            "member.invited", subject=member, actor_label="cli", mailed=sent.mailed, days=sent.days
+        )
+
+    with click.progressbar(member_ids, label=_("招待メールを送信中"), file=sys.stderr) as ids:
+        return invitations.invite_all(
+            ids, sessions.now(), requested_by="cli", record=record, days=days
+        )
 
 
 @members_cli.command("set-password")

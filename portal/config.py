@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_TFA_BLOCK_FAILURES": 100,  # consecutive failures that lock until an operator acts
     "PORTAL_ENROLMENT_SECONDS": 30 * 60,
     "PORTAL_RECOVERY_LOW": 3,
+    # How long an invitation link (members import --invite, the admin's link) works.
+    "PORTAL_INVITE_DAYS": 7,
     # argon2-cffi defaults unless a test asks for cheaper ones
     "PORTAL_ARGON2_PARAMS": None,
     # zxcvbn score (0-4) a new password must reach; 3 = about 10^8 guesses or more.
@@ -295,6 +297,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORTAL_SESSION_HOURS": ("PORTAL_SESSION_HOURS", int_at_least(1)),
     "PORTAL_IDLE_MINUTES": ("PORTAL_IDLE_MINUTES", int_at_least(1)),
     "PORTAL_PASSWORD_MIN_SCORE": ("PORTAL_PASSWORD_MIN_SCORE", parse_score),
+    "PORTAL_INVITE_DAYS": ("PORTAL_INVITE_DAYS", int_at_least(1)),
     "REDIS_URL": ("REDIS_URL", parse_redis_url),
     "PORTAL_TIMEZONE": ("BABEL_DEFAULT_TIMEZONE", parse_timezone),
     "PORTAL_PROXY_COUNT": ("PORTAL_PROXY_COUNT", int_at_least(0)),

@@ -187,6 +187,17 @@ def hash_password(password: str) -> str:
     return hasher().hash(password)
 
 
+# The stored "hash" of a member who has never set a password (imported, invited): no
+# password verifies against it, and nothing else is ever stored without the argon2 prefix.
+NO_PASSWORD = "!"  # noqa: S105 - a marker, not a password
+
+
+def has_password(member: Member) -> bool:
+    """Whether the member has set a password (an imported member has not until the
+    invitation or a reset link is used)."""
+    return member.password_hash != NO_PASSWORD
+
+
 # What the sign-in path and every signed-in page read of the member: its methods (the
 # deferred group) and its authenticator app, in the member's own SELECT.
 REQUEST_LOAD = (Load(Member).undefer_group(METHODS_GROUP), joinedload(Member.totp))
@@ -226,12 +237,15 @@ def authenticate_member(member: Member | None, password: str) -> Member | None:
     once by a caller that needs it anyway; None (no such member) costs one argon2
     verification all the same."""
     dummy = _dummy_hash()  # made on first use in this process, whichever path is taken
-    stored = member.password_hash if member is not None else dummy
+    usable = member is not None and has_password(member)
+    # A member without a password costs the same argon2 check as anyone: the time of the
+    # answer does not tell that the ID exists but was never given a password.
+    stored = member.password_hash if usable else dummy
     try:
         hasher().verify(stored, password)
     except (VerificationError, InvalidHashError):
         return None
-    if member is None:
+    if not usable:
         return None
     if hasher().check_needs_rehash(stored):
         member.password_hash = hash_password(password)

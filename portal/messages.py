@@ -56,21 +56,40 @@ def change_code(member: Member, code: str, channel: str) -> tuple[str, str]:
     return _code_message(member, "change", code, channel)
 
 
+def invitation(member: Member, token: str, days: int) -> tuple[str, str]:
+    """The invitation mail of a member imported without a password: the single-use link
+    to set one, the login ID, and how long the link works."""
+    return _link_mail(member, token, "mail/invitation.txt", _l("会員ページへのご招待"), days=days)
+
+
 def password_reset_link(
     member: Member, token: str, minutes: int, *, by_operator: bool
 ) -> tuple[str, str]:
-    """The パスワードをお忘れの方 mail: the single-use link (from PORTAL_BASE_URL), how
-    long it works, and what to do if the member did not ask."""
+    """The パスワードをお忘れの方 mail: the single-use link, how long it works, and what
+    to do if the member did not ask."""
+    return _link_mail(
+        member,
+        token,
+        "mail/password_reset.txt",
+        _l("パスワード再設定のご案内"),
+        minutes=minutes,
+        by_operator=by_operator,
+    )
+
+
+def _link_mail(
+    member: Member, token: str, template: str, title: object, **context: object
+) -> tuple[str, str]:
+    """A mail carrying a /login/reset link, built from PORTAL_BASE_URL."""
     base_url = current_app.config["PORTAL_BASE_URL"]
     with i18n.speaking_to(member):
         issuer = policy.issuer()
         text = render_template(
-            "mail/password_reset.txt",
+            template,
             issuer=issuer,
             member=member,
             link=f"{base_url}/login/reset/{token}",
-            minutes=minutes,
-            by_operator=by_operator,
             base_url=base_url,
+            **context,
         )
-        return subject(issuer, _("パスワード再設定のご案内")), text
+        return subject(issuer, title), text

@@ -51,9 +51,12 @@ def member_for(identifier: str) -> Member | None:
     return found[0] if len(found) == 1 else None
 
 
-def issue(member: Member, now: datetime, requested_by: str = "") -> str:
+def issue(
+    member: Member, now: datetime, requested_by: str = "", lifetime: timedelta = LIFETIME
+) -> str:
     """A new link for ``member``; returns the token (to be mailed, never stored or
-    logged). Every earlier link of the member dies with it."""
+    logged). Every earlier link of the member dies with it. ``lifetime``: an invitation
+    (portal/invitations.py) lives days, not minutes."""
     token = secrets.token_urlsafe(32)
     db.session.execute(delete(PasswordReset).where(PasswordReset.member_id == member.id))
     db.session.execute(delete(PasswordReset).where(PasswordReset.expires_at < now - KEEP_FOR))
@@ -62,7 +65,7 @@ def issue(member: Member, now: datetime, requested_by: str = "") -> str:
             member_id=member.id,
             token_hash=_hash(token),
             created_at=now,
-            expires_at=now + LIFETIME,
+            expires_at=now + lifetime,
             requested_by=requested_by[:64],
         )
     )

@@ -334,6 +334,26 @@ def run(out: Path, only: set[str], family: str, browser: Browser, server, secret
     shoot(page, "admin-audit")
     page.goto(f"{url}/admin/policy")
     shoot(page, "admin-policy")
+    page.goto(f"{url}/admin/import")
+    page.set_input_files(
+        "#file",
+        files=[
+            {
+                "name": "members.csv",
+                "mimeType": "text/csv",
+                "buffer": (
+                    "login_id,email,name,phone,operator\n"
+                    "suzuki,suzuki@example.com,鈴木 次郎,090-1234-5678,0\n"
+                    "tanaka,tanaka@example,田中 三郎,,\n"
+                    "suzuki,other@example.com,,,\n"
+                    "kato,kato@example.com,加藤 四郎,12345,maybe\n"
+                ).encode(),
+            }
+        ],
+    )
+    page.get_by_role("button", name="確認する（書き込みません）").click()
+    expect(page.locator("#import-report")).to_be_visible()
+    shoot(page, "admin-import")
     page.context.close()
     return shoot.taken
 

@@ -57,6 +57,7 @@ POST_ROUTES = {
     "/admin/members/<login_id>/unlock": "/admin/members/alice/unlock",
     "/admin/members/<login_id>/password-reset": "/admin/members/alice/password-reset",
     "/admin/pages/new": "/admin/pages/new",
+    "/admin/import": "/admin/import",
     "/admin/pages/<int:page_id>/edit": "/admin/pages/1/edit",
     "/admin/pages/<int:page_id>/delete": "/admin/pages/1/delete",
 }

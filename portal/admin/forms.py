@@ -6,7 +6,15 @@ import unicodedata
 
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_pgettext
-from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
+from flask_wtf.file import FileField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -215,3 +223,15 @@ class TerminalForm(PortalForm):
         ],
         render_kw={"maxlength": 80, "autocomplete": "off"},
     )
+
+
+class ImportForm(PortalForm):
+    """A member import: the options, and which button was pressed ("check" or
+    "import"). The file is read by the view from request.files."""
+
+    FILE_FIELDS = ("file",)
+
+    file = FileField(_l("CSVファイル"))
+    action = HiddenField(validators=[Length(max=8)])
+    update = BooleanField(_l("既存のメンバーの氏名・メールアドレス・電話番号を更新する"))
+    invite = BooleanField(_l("新しいメンバーに招待メール（パスワード設定のリンク）を送る"))

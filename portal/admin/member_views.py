@@ -9,7 +9,7 @@ from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import audit, members, notices, sessions, twofactor
+from .. import audit, invitations, members, notices, sessions, twofactor
 from ..extensions import db
 from ..models import AuditEvent, ContactMethod, Member
 from ..queries import METHODS, MemberFilter, describe, iter_members, member_page
@@ -112,6 +112,8 @@ def member_detail(login_id: str) -> ResponseReturnValue:
         remembered=devices.listed(m, sessions.now()),
         code_lock=lockout.current_lock(m, sessions.now(), lockout.CODE),
         recovery_lock=lockout.current_lock(m, sessions.now(), lockout.RECOVERY),
+        has_password=members.has_password(m),
+        invite_days=invitations.invite_lifetime().days,
     )
 
 

@@ -1,7 +1,8 @@
 """パスワード再設定のリンクを送る: an operator mails a member the same single-use link
 as パスワードをお忘れの方 (a member who cannot even remember their login ID calls the
 office). The operator never sees the link or the new password; the mail says an
-operator sent it, and the member still needs their second step to sign in."""
+operator sent it, and the member still needs their second step to sign in. A member
+who has no password yet (imported) gets the invitation instead (portal/invitations.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from .. import audit, members, messages, notify, password_reset, sessions
+from .. import audit, invitations, members, notify, password_reset, sessions
 from ..models import Member
 from ..web.dialogs import dialog, done
 from ..web.forms import ActionForm
@@ -19,6 +20,7 @@ from . import bp
 from .common import ask_for_second_step, stale_operator
 
 TITLE = _l("パスワード再設定のリンク")
+INVITE_TITLE = _l("招待メール")
 MINUTES = password_reset.MINUTES
 
 
@@ -46,21 +48,31 @@ def member_password_reset(login_id: str) -> ResponseReturnValue:
         )
     if stale_operator():
         return ask_for_second_step(here)
+    invite_days = 0 if members.has_password(m) else invitations.invite_lifetime().days
     form = ActionForm()
     if form.validate_on_submit():
-        token = password_reset.issue(m, sessions.now(), requested_by=current_user.login_id)
-        subject, text = messages.password_reset_link(m, token, MINUTES, by_operator=True)
-        try:
-            notify.send_email(m.email, subject, text)
-        except notify.DeliveryError:
-            sent = False
+        sent = invitations.send_link(m, sessions.now(), requested_by=current_user.login_id)
+        if sent.kind == "invitation":
+            audit.record_request("member.invited", subject=m, mailed=sent.mailed, days=sent.days)
         else:
-            sent = True
-        audit.record_request("admin.password_reset_sent", subject=m, mailed=sent)
-        if not sent:
+            audit.record_request("admin.password_reset_sent", subject=m, mailed=sent.mailed)
+        if not sent.mailed:
             return done(
                 str(TITLE),
                 _("メールを送信できませんでした。しばらくしてからもう一度お試しください。"),
+                close_url=back,
+            )
+        if sent.kind == "invitation":
+            return done(
+                str(INVITE_TITLE),
+                _(
+                    "%(name)s（%(login_id)s）の登録メールアドレス %(email)s に、"
+                    "招待メール（パスワード設定のリンク、有効期限%(n)d日）を送信しました。",
+                    name=m.name or m.login_id,
+                    login_id=m.login_id,
+                    email=notify.mask_email(m.email),
+                    n=sent.days,
+                ),
                 close_url=back,
             )
         return done(
@@ -71,8 +83,15 @@ def member_password_reset(login_id: str) -> ResponseReturnValue:
                 name=m.name or m.login_id,
                 login_id=m.login_id,
                 email=notify.mask_email(m.email),
-                n=MINUTES,
+                n=sent.minutes,
             ),
             close_url=back,
         )
-    return dialog("admin/_password_reset.html", form=form, action=here, m=m, minutes=MINUTES)
+    return dialog(
+        "admin/_password_reset.html",
+        form=form,
+        action=here,
+        m=m,
+        minutes=MINUTES,
+        invite_days=invite_days,
+    )

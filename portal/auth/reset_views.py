@@ -175,7 +175,14 @@ def reset_password() -> ResponseReturnValue:
     else:
         errors = {name: errs[0] for name, errs in form.errors.items() if errs}
     response = make_response(
-        render_template("auth/reset.html", form=form, errors=errors, m=m, minutes=MINUTES),
+        render_template(
+            "auth/reset.html",
+            form=form,
+            errors=errors,
+            m=m,
+            minutes=MINUTES,
+            first=not members.has_password(m),  # an invitation: the first password
+        ),
         429 if wait else 200,
     )
     if wait:
@@ -192,14 +199,19 @@ def _reset(reset: PasswordReset, new: str) -> Response:
     if m is None:  # a second tab (or a copy of this session) was faster
         session.pop(RESET_KEY, None)
         return _invalid_link()
+    first = not members.has_password(m)
     members.set_password(m, new)
     otp_codes.discard(m, "change:email", "change:sms")
     audit.record_request("password.reset", subject=m, requested_by=reset.requested_by or m.login_id)
-    notices.send(m, "password_reset", now=now, **notices.request_details())
+    if not first:  # an invited member who just chose a password needs no warning of it
+        notices.send(m, "password_reset", now=now, **notices.request_details())
     # This browser is signed in as nobody afterwards, whoever it was before.
     logout_user()
     session.clear()
-    flash(_("パスワードを再設定しました。新しいパスワードでログインしてください。"))
+    if first:
+        flash(_("パスワードを設定しました。ログインIDと新しいパスワードでログインしてください。"))
+    else:
+        flash(_("パスワードを再設定しました。新しいパスワードでログインしてください。"))
     return _no_referrer(redirect(url("auth.login")))
 
 

@@ -442,7 +442,30 @@ def _change_cancelled(d: dict) -> str:
     return said
 
 
+def _imported(d: dict) -> str:
+    keys = ("created", "updated", "unchanged", "rejected")
+    if not all(key in d for key in keys):
+        return ""
+    counts = {key: _value(d.pop(key)) for key in keys}
+    return _(
+        "作成 %(created)s 件、更新 %(updated)s 件、変更なし %(unchanged)s 件、"
+        "問題のある行 %(rejected)s 件",
+        **counts,
+    )
+
+
+def _invited(d: dict) -> str:
+    if "mailed" not in d or "days" not in d:
+        return ""
+    days = _value(d.pop("days"))
+    if d.pop("mailed"):
+        return _("パスワード設定のリンク（有効期限%(days)s日）をメールで送りました。", days=days)
+    return _("メールを送信できませんでした。")
+
+
 WORDINGS: dict[str, Callable[[dict], str]] = {
+    "members.imported": _imported,
+    "member.invited": _invited,
     "signin.password_failed": _password_failed,
     "signin.throttled": _throttled,
     "request.throttled": _throttled,

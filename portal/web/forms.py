@@ -27,6 +27,9 @@ class PortalForm(FlaskForm):
     expect a string and answered 500. A file where text is expected is a field error.
     """
 
+    # Fields that take an uploaded file (read by the view from request.files).
+    FILE_FIELDS: tuple[str, ...] = ()
+
     class Meta(FlaskForm.Meta):
         def wrap_formdata(self, form, formdata):
             if formdata is _Auto:
@@ -37,7 +40,7 @@ class PortalForm(FlaskForm):
         valid = super().validate(extra_validators)
         for name in request.files:
             field = self._fields.get(name)
-            if field is not None:
+            if field is not None and name not in self.FILE_FIELDS:
                 field.errors = [*field.errors, str(FILE_NOT_ALLOWED)]
                 valid = False
         return valid

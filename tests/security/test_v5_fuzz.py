@@ -57,7 +57,14 @@ from werkzeug.routing import AnyConverter, IntegerConverter
 from wtforms.fields.core import UnboundField
 
 from portal import create_app, members, pages
-from portal.admin.forms import ApiTokenForm, DeletePageForm, PageForm, PolicyForm, TerminalForm
+from portal.admin.forms import (
+    ApiTokenForm,
+    DeletePageForm,
+    ImportForm,
+    PageForm,
+    PolicyForm,
+    TerminalForm,
+)
 from portal.auth.forms import CodeForm as SignInCodeForm
 from portal.auth.forms import (
     ForgotForm,
@@ -148,6 +155,7 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "admin.member_unlock": (ActionForm,),  # lifts locks only: no compared record changes
     "admin.member_password_reset": (ActionForm,),  # issues a link: no compared record changes
     "admin.page_new": (PageForm,),
+    "admin.members_import": (ImportForm,),  # without a file nothing is read or written
     "admin.page_edit": (PageForm,),
     "admin.page_delete": (DeletePageForm,),
 }
