@@ -847,6 +847,25 @@ def test_admin_pages_and_dialogs(browser, server, tmp_path, lang):
         walk.check("member page: delete")
         walk.escape(None)
 
+        # The member import: no file chosen, then a file with problems, checked only.
+        walk.goto("/admin/import")
+        page.locator("button[value=import]").click()
+        expect(page.locator("#import-error")).to_be_visible()
+        walk.check("import: no file")
+        page.set_input_files(
+            "#file",
+            files=[
+                {
+                    "name": "members.csv",
+                    "mimeType": "text/csv",
+                    "buffer": b"login_id,email\nnewbie,newbie@example\nx,x@example.com\n",
+                }
+            ],
+        )
+        page.locator("button[value=check]").click()
+        expect(page.locator("#import-problems")).to_be_visible()
+        walk.check("import: problems found")
+
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_locked_second_step(browser, server, tmp_path, lang):

@@ -62,12 +62,29 @@ POST_ROUTES = {
     "/admin/pages/<int:page_id>/delete": "/admin/pages/1/delete",
 }
 POSTS = list(POST_ROUTES.values())
+# The admin API's: a token in a header is their only credential (no cookie, no CSRF).
+API_POST_ROUTES = {
+    "/api/v1/members/<login_id>/reset-2fa": "/api/v1/members/alice/reset-2fa",
+}
 
 
 def test_every_post_route_is_listed(app):
-    """A new POST route must join the CSRF test below."""
+    """A new POST route must join the CSRF test below (or the API's)."""
     posting = {rule.rule for rule in app.url_map.iter_rules() if "POST" in (rule.methods or set())}
-    assert posting == set(POST_ROUTES)
+    assert posting == set(POST_ROUTES) | set(API_POST_ROUTES)
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+@pytest.mark.parametrize("url", list(API_POST_ROUTES.values()))
+def test_a_signed_in_browser_has_no_credential_for_the_api(app, client, member, url):
+    signed_in_with_token(client)
+    with app.app_context():
+        generation = find("alice").session_generation
+    response = client.post(url, data={"confirm": "y"})
+    assert response.status_code == 401 and response.json["error"]["code"] == "token_missing"
+    with app.app_context():
+        assert find("alice").session_generation == generation
+    assert client.get("/").status_code == 200  # the browser's own session goes on
 
 
 def signed_in_with_token(client):

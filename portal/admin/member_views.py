@@ -9,7 +9,7 @@ from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import audit, invitations, members, notices, sessions, twofactor
+from .. import audit, invitations, member_resets, members, notices, sessions, twofactor
 from ..extensions import db
 from ..models import AuditEvent, ContactMethod, Member
 from ..queries import METHODS, MemberFilter, describe, iter_members, member_page
@@ -137,19 +137,15 @@ def member_reset(login_id: str) -> ResponseReturnValue:
     if form.validate_on_submit():
         if form.confirm.data:
             try:
-                methods = twofactor.reset_all(m, now=sessions.now(), commit=False)
-            except twofactor.NoSecondStep:
-                return _nothing_to_reset(back)  # another operator's reset came first
-            audit.record_request("admin.reset_2fa", subject=m, methods=methods)  # commits both
-            notices.send(m, "reset", now=sessions.now(), **notices.request_details())
-            if m.is_operator:
-                notices.tell_operators_of_reset(
+                member_resets.reset_second_step(
                     m,
-                    actor=current_user,
+                    actor=current_user._get_current_object(),
                     actor_label=current_user.login_id,
                     now=sessions.now(),
                     **notices.request_details(),
                 )
+            except twofactor.NoSecondStep:
+                return _nothing_to_reset(back)  # another operator's reset came first
             return done(
                 _("二段階認証の無効化"),
                 _(

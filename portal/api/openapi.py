@@ -67,7 +67,11 @@ ERRORS = {
             }
         },
     ),
-    "Forbidden": _json(_ref("Error"), "insufficient_scope: the call needs a write token."),
+    "Forbidden": _json(
+        _ref("Error"),
+        "insufficient_scope: the call needs a write token; operator_account: an operator's "
+        "account is changed on the admin page only.",
+    ),
     "NotFound": _json(_ref("Error"), "not_found: no such member (or address)."),
     "NotAllowed": _json(_ref("Error"), "method_not_allowed."),
     "Invalid": _json(_ref("Error"), "invalid_parameter: the message names the parameter."),
@@ -198,6 +202,16 @@ def _schemas() -> dict[str, Any]:
                 "next_cursor": _nullable({"type": "string"}),
             }
         ),
+        "Reset": _object(
+            {
+                "login_id": {"type": "string"},
+                "methods": {
+                    "type": "array",
+                    "items": METHOD,
+                    "description": "The methods removed.",
+                },
+            }
+        ),
     }
 
 
@@ -269,6 +283,24 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(_ref("Member"), "The member."),
                         **_errors(*COMMON, "404"),
+                    },
+                },
+            },
+            "/members/{login_id}/reset-2fa": {
+                "parameters": [LOGIN_ID],
+                "post": {
+                    "operationId": "resetTwoFactor",
+                    "summary": "無効化: remove every method, recovery code and remembered device",
+                    "description": (
+                        "The admin page's reset: the member's sessions end and the member "
+                        "is mailed. Needs a write token. 403 operator_account for an "
+                        "operator (reset on the admin page only); 409 nothing_to_reset "
+                        "when the member has no second step."
+                    ),
+                    "responses": {
+                        "200": _json(_ref("Reset"), "Reset."),
+                        "409": _json(_ref("Error"), "nothing_to_reset."),
+                        **_errors(*COMMON, "403", "404"),
                     },
                 },
             },

@@ -9,10 +9,10 @@ import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import abort, request
+from flask import abort, g, request
 
-from .. import audit, i18n, members, sessions, twofactor
-from ..models import METHOD_SINCE, AuditEvent, Member
+from .. import audit, i18n, member_resets, members, sessions, twofactor
+from ..models import METHOD_SINCE, ApiToken, AuditEvent, Member
 from ..queries import (
     BAD_DATE,
     DATES_REVERSED,
@@ -27,7 +27,7 @@ from ..queries import (
     member_page,
 )
 from ..twofactor import devices, lockout
-from . import bp
+from . import actor_label, bp, require_write
 from .errors import ApiError
 from .openapi import document
 
@@ -152,6 +152,43 @@ def member_detail(login_id: str):
             },
         },
     }
+
+
+# --- changes (write tokens) ----------------------------------------------------------------
+
+
+def _changeable(login_id: str) -> tuple[ApiToken, Member]:
+    """The write token and the member a change is for. An operator's account is changed
+    on the admin page only, by another operator with a fresh second step: a token is
+    one factor, and with the operator's password it must not open the admin area."""
+    token = require_write()
+    m = _member_or_404(login_id)
+    if m.is_operator:
+        raise ApiError(
+            403, "operator_account", "An operator's account is changed on the admin page only."
+        )
+    return token, m
+
+
+@bp.post("/members/<login_id>/reset-2fa")
+def member_reset(login_id: str):
+    """無効化, as the admin page's button does it: every method, recovery code and
+    remembered device goes, the member's sessions end, the member is mailed."""
+    token, m = _changeable(login_id)
+    try:
+        methods = member_resets.reset_second_step(
+            m,
+            actor=None,
+            actor_label=actor_label(token),
+            now=sessions.now(),
+            ip=request.remote_addr or "",
+            user_agent=request.user_agent.string or "",
+            token=token.name,
+        )
+    except twofactor.NoSecondStep:
+        raise ApiError(409, "nothing_to_reset", "The member has no second step to reset.") from None
+    g.api_audited = True  # admin.reset_2fa is this call's row
+    return {"login_id": m.login_id, "methods": methods}
 
 
 # --- the audit log ------------------------------------------------------------------------
