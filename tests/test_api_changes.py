@@ -1,5 +1,6 @@
 """The admin API's changes (issue 14), with a write token only: the reset (無効化) with
-the admin button's effects, mail and audit row."""
+the admin button's effects, mail and audit row, and the password link (an invitation for
+a member without a password, else a reset link)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 from conftest import PASSWORD, enrol_app
 from mail_server import body_text
 
-from portal import api_tokens, members, sessions, twofactor
+from portal import api_tokens, members, notify, sessions, twofactor
 from portal.extensions import db
-from portal.models import AuditEvent, ContactMethod, RecoveryCode, TotpCredential
+from portal.models import AuditEvent, ContactMethod, PasswordReset, RecoveryCode, TotpCredential
 
 
 def make_token(app, scope: str, name: str = "Help desk") -> dict[str, str]:
@@ -139,3 +140,91 @@ def test_a_signed_in_operator_cannot_be_made_to_reset(app, admin_client, gina):
     answer = admin_client.post("/api/v1/members/gina/reset-2fa", data={"confirm": "y"})
     assert answer.status_code == 401 and answer.json["error"]["code"] == "token_missing"
     assert has_two_factor(app, "gina")
+
+
+# --- password links ----------------------------------------------------------------------
+
+
+def link_rows(app, login_id: str) -> list[PasswordReset]:
+    with app.app_context():
+        found = list(
+            db.session.scalars(
+                db.select(PasswordReset).where(PasswordReset.member_id == members.find(login_id).id)
+            )
+        )
+        db.session.expunge_all()
+        return found
+
+
+@pytest.mark.wired
+def test_a_member_with_a_password_is_mailed_a_reset_link(app, client, write, member, smtp_server):
+    answer = client.post("/api/v1/members/alice/password-link", headers=write)
+    assert answer.status_code == 200, answer.text
+    assert answer.json == {"login_id": "alice", "kind": "reset", "expires_in_minutes": 30}
+    mail = smtp_server.wait_for(1)[-1]
+    assert mail["To"] == "alice@example.com"
+    assert "https://portal.example.com/login/reset/" in body_text(mail)
+    [row] = link_rows(app, "alice")
+    assert row.requested_by == "api:Help desk" and row.used_at is None
+    [event] = events(app, "admin.password_reset_sent")
+    assert event.actor_label == "api:Help desk" and event.subject_label == "alice"
+    assert json.loads(event.detail) == {
+        "call": "POST /api/v1/members/alice/password-link",
+        "mailed": True,
+        "token": "Help desk",
+    }
+    assert events(app, "api.request") == []  # the call's one row is the sending's
+    # A second link voids the first.
+    assert client.post("/api/v1/members/alice/password-link", headers=write).status_code == 200
+    [newer] = link_rows(app, "alice")
+    assert newer.token_hash != row.token_hash
+
+
+@pytest.mark.wired
+def test_a_member_without_a_password_is_mailed_an_invitation(app, client, write, smtp_server):
+    with app.app_context():
+        m = members.create("newbie", email="newbie@example.com", password=PASSWORD)
+        m.password_hash = members.NO_PASSWORD  # as imported
+        db.session.commit()
+    answer = client.post("/api/v1/members/newbie/password-link", headers=write)
+    assert answer.status_code == 200, answer.text
+    assert answer.json == {
+        "login_id": "newbie",
+        "kind": "invitation",
+        "expires_in_minutes": app.config["PORTAL_INVITE_DAYS"] * 24 * 60,
+    }
+    mail = smtp_server.wait_for(1)[-1]
+    assert mail["To"] == "newbie@example.com" and "招待" in mail["Subject"]
+    [event] = events(app, "member.invited")
+    assert event.actor_label == "api:Help desk"
+    assert json.loads(event.detail)["days"] == app.config["PORTAL_INVITE_DAYS"]
+
+
+def test_a_member_without_an_address_gets_no_link(app, client, write, member):
+    with app.app_context():
+        members.find("alice").email = ""
+        db.session.commit()
+    answer = client.post("/api/v1/members/alice/password-link", headers=write)
+    assert answer.status_code == 409 and answer.json["error"]["code"] == "no_email"
+    assert link_rows(app, "alice") == []
+    [call] = events(app, "api.request")
+    assert json.loads(call.detail)["status"] == 409
+
+
+def test_a_read_token_may_not_send_links(app, client, read, member):
+    answer = client.post("/api/v1/members/alice/password-link", headers=read)
+    assert answer.status_code == 403 and answer.json["error"]["code"] == "insufficient_scope"
+    assert link_rows(app, "alice") == []
+    missing = client.post("/api/v1/members/nobody/password-link", headers=make_token(app, "write"))
+    assert missing.status_code == 404
+
+
+def test_a_mail_server_refusal_is_a_503(app, client, write, member, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise notify.DeliveryError("refused")
+
+    monkeypatch.setattr(notify, "send_email", refuse)
+    answer = client.post("/api/v1/members/alice/password-link", headers=write)
+    assert answer.status_code == 503 and answer.json["error"]["code"] == "mail_failed"
+    [event] = events(app, "admin.password_reset_sent")
+    assert json.loads(event.detail)["mailed"] is False

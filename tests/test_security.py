@@ -65,6 +65,7 @@ POSTS = list(POST_ROUTES.values())
 # The admin API's: a token in a header is their only credential (no cookie, no CSRF).
 API_POST_ROUTES = {
     "/api/v1/members/<login_id>/reset-2fa": "/api/v1/members/alice/reset-2fa",
+    "/api/v1/members/<login_id>/password-link": "/api/v1/members/alice/password-link",
 }
 
 

@@ -117,6 +117,25 @@ LOGIN_ID = {
 }
 
 
+def _change(
+    operation: str, summary: str, description: str, answer: str, refusals: dict[str, str]
+) -> dict[str, Any]:
+    """A POST that changes a member: a write token's, answered with ``answer``."""
+    return {
+        "parameters": [LOGIN_ID],
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "description": description + " Needs a write token.",
+            "responses": {
+                "200": _json(_ref(answer), "Done."),
+                **{status: _json(_ref("Error"), text) for status, text in refusals.items()},
+                **_errors(*COMMON, "403", "404"),
+            },
+        },
+    }
+
+
 def _schemas() -> dict[str, Any]:
     two_factor_summary = _object(
         {
@@ -212,6 +231,17 @@ def _schemas() -> dict[str, Any]:
                 },
             }
         ),
+        "Link": _object(
+            {
+                "login_id": {"type": "string"},
+                "kind": {
+                    "type": "string",
+                    "enum": ["invitation", "reset"],
+                    "description": "invitation: the member has no password yet.",
+                },
+                "expires_in_minutes": {"type": "integer", "minimum": 1},
+            }
+        ),
     }
 
 
@@ -286,24 +316,25 @@ def document() -> dict[str, Any]:
                     },
                 },
             },
-            "/members/{login_id}/reset-2fa": {
-                "parameters": [LOGIN_ID],
-                "post": {
-                    "operationId": "resetTwoFactor",
-                    "summary": "無効化: remove every method, recovery code and remembered device",
-                    "description": (
-                        "The admin page's reset: the member's sessions end and the member "
-                        "is mailed. Needs a write token. 403 operator_account for an "
-                        "operator (reset on the admin page only); 409 nothing_to_reset "
-                        "when the member has no second step."
-                    ),
-                    "responses": {
-                        "200": _json(_ref("Reset"), "Reset."),
-                        "409": _json(_ref("Error"), "nothing_to_reset."),
-                        **_errors(*COMMON, "403", "404"),
-                    },
-                },
-            },
+            "/members/{login_id}/reset-2fa": _change(
+                "resetTwoFactor",
+                "無効化: remove every method, recovery code and remembered device",
+                "The admin page's reset: the member's sessions end and the member is mailed. "
+                "403 operator_account for an operator (reset on the admin page only); 409 "
+                "nothing_to_reset when the member has no second step.",
+                "Reset",
+                {"409": "nothing_to_reset."},
+            ),
+            "/members/{login_id}/password-link": _change(
+                "sendPasswordLink",
+                "Mail an invitation or a password-reset link",
+                "A member without a password gets an invitation to set one, any other a "
+                "password-reset link saying an operator sent it. Earlier links stop "
+                "working. 409 no_email when the member has no address; 503 mail_failed "
+                "when the mail server refused it.",
+                "Link",
+                {"409": "no_email.", "503": "mail_failed."},
+            ),
             "/audit": {
                 "get": {
                     "operationId": "listAuditEvents",

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from flask import abort, g, request
 
-from .. import audit, i18n, member_resets, members, sessions, twofactor
+from .. import audit, i18n, invitations, member_resets, members, sessions, twofactor
 from ..models import METHOD_SINCE, ApiToken, AuditEvent, Member
 from ..queries import (
     BAD_DATE,
@@ -27,7 +27,7 @@ from ..queries import (
     member_page,
 )
 from ..twofactor import devices, lockout
-from . import actor_label, bp, require_write
+from . import actor_label, bp, record, require_write
 from .errors import ApiError
 from .openapi import document
 
@@ -189,6 +189,29 @@ def member_reset(login_id: str):
         raise ApiError(409, "nothing_to_reset", "The member has no second step to reset.") from None
     g.api_audited = True  # admin.reset_2fa is this call's row
     return {"login_id": m.login_id, "methods": methods}
+
+
+@bp.post("/members/<login_id>/password-link")
+def member_password_link(login_id: str):
+    """Mail the member the link they need (portal/invitations.py): an invitation to set
+    a password while they have none (imported), else a password-reset link saying an
+    operator sent it. Every earlier link of the member stops working."""
+    token = require_write()
+    m = _member_or_404(login_id)
+    if not m.email:
+        raise ApiError(409, "no_email", "The member has no email address to send a link to.")
+    sent = invitations.send_link(m, sessions.now(), requested_by=actor_label(token))
+    if sent.kind == "invitation":
+        record(
+            "member.invited", token, subject=m, mailed=sent.mailed, days=sent.days, token=token.name
+        )
+    else:
+        record("admin.password_reset_sent", token, subject=m, mailed=sent.mailed, token=token.name)
+    if not sent.mailed:
+        raise ApiError(
+            503, "mail_failed", "The mail server did not take the mail: try again later."
+        )
+    return {"login_id": m.login_id, "kind": sent.kind, "expires_in_minutes": sent.minutes}
 
 
 # --- the audit log ------------------------------------------------------------------------

@@ -152,6 +152,7 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "admin.api_token_new": (ApiTokenForm,),  # makes a token: not compared
     "admin.api_token_revoke": (ActionForm,),
     "api.member_reset": (),  # a token in a header or nothing: no form, no cookie
+    "api.member_password_link": (),
     "admin.member_reset": (ConfirmForm,),
     "admin.member_unlock": (ActionForm,),  # lifts locks only: no compared record changes
     "admin.member_password_reset": (ActionForm,),  # issues a link: no compared record changes
