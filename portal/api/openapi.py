@@ -27,6 +27,14 @@ COUNT = {"type": "integer", "minimum": 0}
 METHOD = {"type": "string", "enum": list(METHODS)}
 
 
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """A filter's values, or "" (no filter, as an empty form field sends it)."""
+    return {**schema, "enum": [*schema["enum"], ""]}
+
+
+DAY = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}
+
+
 def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
     found = {
         "type": "object",
@@ -72,7 +80,11 @@ ERRORS = {
         "insufficient_scope: the call needs a write token; operator_account: an operator's "
         "account is changed on the admin page only.",
     ),
-    "NotFound": _json(_ref("Error"), "not_found: no such member (or address)."),
+    "NotFound": _json(
+        _ref("Error"),
+        "not_found: no such member (or address); unknown_member: no member has the login "
+        "ID of the member filter.",
+    ),
     "NotAllowed": _json(_ref("Error"), "method_not_allowed."),
     "Invalid": _json(_ref("Error"), "invalid_parameter: the message names the parameter."),
     "TooMany": _json(_ref("Error"), "rate_limited: too many calls.", headers=RETRY_AFTER),
@@ -282,19 +294,23 @@ def document() -> dict[str, Any]:
                             "name": "tfa",
                             "in": "query",
                             "description": "on: with a second step; off: without one.",
-                            "schema": {"type": "string", "enum": ["on", "off"]},
+                            "schema": _or_empty({"type": "string", "enum": ["on", "off"]}),
                         },
                         {
                             "name": "method",
                             "in": "query",
                             "description": "Only members with this method.",
-                            "schema": METHOD,
+                            "schema": _or_empty(METHOD),
                         },
                         {
                             "name": "q",
                             "in": "query",
                             "description": "Login ID, name or email address contains it.",
-                            "schema": {"type": "string", "maxLength": 100},
+                            "schema": {
+                                "type": "string",
+                                "maxLength": 100,
+                                "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+                            },
                         },
                         CURSOR,
                         LIMIT,
@@ -343,32 +359,35 @@ def document() -> dict[str, Any]:
                         {
                             "name": "member",
                             "in": "query",
-                            "description": "Events where this login ID acted or was acted on.",
+                            "description": (
+                                "Events where this login ID acted or was acted on "
+                                "(404 unknown_member when no member has it)."
+                            ),
                             "schema": {"type": "string"},
                         },
                         {
                             "name": "event",
                             "in": "query",
-                            "schema": {"type": "string", "enum": sorted(audit.EVENTS)},
+                            "schema": _or_empty({"type": "string", "enum": sorted(audit.EVENTS)}),
                         },
                         {
                             "name": "from",
                             "in": "query",
                             "description": "First day (YYYY-MM-DD, the portal's time zone).",
-                            "schema": {"type": "string", "format": "date"},
+                            "schema": DAY,
                         },
                         {
                             "name": "to",
                             "in": "query",
-                            "description": "Last day, included.",
-                            "schema": {"type": "string", "format": "date"},
+                            "description": "Last day, included (before from: no events).",
+                            "schema": DAY,
                         },
                         CURSOR,
                         LIMIT,
                     ],
                     "responses": {
                         "200": _json(_ref("AuditList"), "One page of events."),
-                        **_errors(*COMMON, "422"),
+                        **_errors(*COMMON, "404", "422"),
                     },
                 }
             },

@@ -6,7 +6,9 @@ Query parameters are checked strictly: a value the admin page would quietly igno
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+import unicodedata
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from flask import abort, g, request
@@ -14,8 +16,6 @@ from flask import abort, g, request
 from .. import audit, i18n, invitations, member_resets, members, sessions, twofactor
 from ..models import METHOD_SINCE, ApiToken, AuditEvent, Member
 from ..queries import (
-    BAD_DATE,
-    DATES_REVERSED,
     METHODS,
     UNKNOWN_MEMBER,
     AuditFilter,
@@ -43,9 +43,17 @@ def _when(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def _only(*names: str) -> None:
+    """A query parameter the endpoint does not know is a 422 too: a misspelt filter
+    must not read as no filter."""
+    for name in request.args:
+        if name not in names:
+            raise _invalid(name or "(empty name)", "not a parameter of this endpoint")
+
+
 def _limit() -> int:
-    raw = request.args.get("limit", "")
-    if not raw:
+    raw = request.args.get("limit")
+    if raw is None:
         return DEFAULT_LIMIT
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= MAX_LIMIT):
         raise _invalid("limit", f"a whole number from 1 to {MAX_LIMIT}")
@@ -54,8 +62,8 @@ def _limit() -> int:
 
 def _cursor() -> int | None:
     """Where the previous page ended (the ``next_cursor`` it gave), or None."""
-    raw = request.args.get("cursor", "")
-    if not raw:
+    raw = request.args.get("cursor")
+    if raw is None:
         return None
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
         raise _invalid("cursor", "not a cursor this API gave")
@@ -86,8 +94,8 @@ def _member_filter() -> MemberFilter:
     if method and method not in METHODS:
         raise _invalid("method", "one of " + ", ".join(METHODS))
     q = request.args.get("q", "")
-    if len(q) > 100 or not q.isprintable():
-        raise _invalid("q", "at most 100 printable characters")
+    if len(q) > 100 or any(unicodedata.category(ch) == "Cc" for ch in q):
+        raise _invalid("q", "at most 100 characters, no control characters")
     return MemberFilter(q=q.strip(), tfa=tfa, method=method)
 
 
@@ -110,6 +118,7 @@ def _summary(row: MemberRow) -> dict:
 
 @bp.get("/members")
 def members_list():
+    _only("tfa", "method", "q", "cursor", "limit")
     flt = _member_filter()
     page = member_page(flt, _cursor(), None, _limit())
     return {
@@ -120,6 +129,7 @@ def members_list():
 
 @bp.get("/members/<login_id>")
 def member_detail(login_id: str):
+    _only()
     m = _member_or_404(login_id)
     now = sessions.now()
     row = describe([m])[0]
@@ -175,6 +185,7 @@ def member_reset(login_id: str):
     """無効化, as the admin page's button does it: every method, recovery code and
     remembered device goes, the member's sessions end, the member is mailed."""
     token, m = _changeable(login_id)
+    _only()
     try:
         methods = member_resets.reset_second_step(
             m,
@@ -197,6 +208,7 @@ def member_password_link(login_id: str):
     a password while they have none (imported), else a password-reset link saying an
     operator sent it. Every earlier link of the member stops working."""
     token = require_write()
+    _only()
     m = _member_or_404(login_id)
     if not m.email:
         raise ApiError(409, "no_email", "The member has no email address to send a link to.")
@@ -217,23 +229,45 @@ def member_password_link(login_id: str):
 # --- the audit log ------------------------------------------------------------------------
 
 
-AUDIT_PROBLEMS = {
-    UNKNOWN_MEMBER: "no member has this login ID",
-    BAD_DATE: "a day as YYYY-MM-DD",
-    DATES_REVERSED: "a day after 'to'",
-}
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _day(name: str) -> str:
+    """A day of the calendar as YYYY-MM-DD, or "" (no bound). The log holds nothing
+    before 1900 or after 9998: such days are moved to the nearest that means the same."""
+    raw = request.args.get(name, "")
+    if not raw:
+        return ""
+    try:
+        day = date.fromisoformat(raw) if DAY.fullmatch(raw) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise _invalid(name, "a day of the calendar as YYYY-MM-DD")
+    if day.year < 1900:
+        return "1900-01-01"
+    if day.year > 9998:
+        return "9998-12-31" if name == "from" else ""
+    return raw
 
 
 def _audit_filter() -> AuditFilter:
-    """The admin log's filters: ``member`` (login ID), ``event``, ``from`` and ``to``
-    (days in the portal's time zone, PORTAL_TIMEZONE; ``to`` included)."""
+    """The admin log's filters: ``member`` (login ID; 404 unknown_member when no member
+    has it), ``event``, ``from`` and ``to`` (days in the portal's time zone,
+    PORTAL_TIMEZONE; ``to`` included; ``from`` after ``to`` matches nothing)."""
     event = request.args.get("event", "")
     if event and event not in audit.EVENTS:
         raise _invalid("event", "not an event of the audit log")
-    flt, problems = audit_filter_from(request.args, ZoneInfo(i18n.site_timezone()))
-    for name, problem in problems.items():
-        raise _invalid(name, AUDIT_PROBLEMS[problem])
-    return flt
+    args = {
+        "member": request.args.get("member", ""),
+        "event": event,
+        "from": _day("from"),
+        "to": _day("to"),
+    }
+    flt, problems = audit_filter_from(args, ZoneInfo(i18n.site_timezone()))
+    if problems.get("member") == UNKNOWN_MEMBER:
+        raise ApiError(404, "unknown_member", "member: no member has this login ID.")
+    return flt  # dates reversed: an empty range, no error
 
 
 def _event(e: AuditEvent) -> dict:
@@ -256,6 +290,7 @@ def _event(e: AuditEvent) -> dict:
 
 @bp.get("/audit")
 def audit_log():
+    _only("member", "event", "from", "to", "cursor", "limit")
     flt = _audit_filter()
     found, next_before = audit_page(flt, _cursor(), _limit())
     return {"events": [_event(e) for e in found], "next_cursor": _next(next_before)}
