@@ -866,6 +866,22 @@ def test_admin_pages_and_dialogs(browser, server, tmp_path, lang):
         expect(page.locator("#import-problems")).to_be_visible()
         walk.check("import: problems found")
 
+        # API tokens: a name left out, a token shown once, a revocation asked for.
+        walk.goto("/admin/api-tokens")
+        walk.open_dialog("main a[hx-get$='/api-tokens/new']", "form")
+        walk.check("api token: new")
+        walk.submit("#dialog-content form")
+        expect(walk.in_dialog("#name-error")).to_be_visible()
+        walk.check("api token: no name")
+        walk.in_dialog("[name=name]").fill(f"ヘルプデスク（{lang}）")
+        walk.submit("#dialog-content form")
+        expect(walk.in_dialog("#api-token-value")).to_be_visible()
+        walk.check("api token: shown once")
+        walk.done("/admin/api-tokens")
+        walk.open_dialog("#api-tokens a[hx-get$='/revoke']", "form")
+        walk.check("api token: revoke")
+        walk.escape(None)
+
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_locked_second_step(browser, server, tmp_path, lang):
