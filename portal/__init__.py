@@ -31,6 +31,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    from .web import uploads
+
+    uploads.init_app(app)  # before the CSRF check, which reads the body
     csrf.init_app(app)
     mail.init_app(app)
     from flask_babel import format_date, format_datetime, get_locale

@@ -85,8 +85,17 @@ class _Row:
     name: str
     phone: str
     operator: bool
+    present: frozenset[str]  # the file's columns: the others keep their stored values
 
 
+NO_OPERATORS_HERE = _l(
+    "管理者はこの画面からは登録できません。コマンドで取り込むか、"
+    "登録後に grant-operator で権限を付けてください。"
+)
+CONTACTS_ARE_THEIRS = _l(
+    "パスワードを設定済みのメンバーのメールアドレスと電話番号は、取り込みでは変更できません"
+    "（本人がメンバー情報で変更します）。"
+)
 NOT_UTF8 = _l(
     "%(line)d行目: UTF-8のテキストとして読めません。UTF-8で保存したCSVファイルを使ってください。"
 )
@@ -120,8 +129,17 @@ def _rows(reader) -> Iterator[tuple[int, dict[str, str]]]:
         )
     if len(set(columns)) != len(columns):
         raise FileError(_("見出しに同じ列が2回以上あります。"))
-    for cells in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # a quoted newline: the record's first line
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # A stray carriage return, an unclosed quote, a field over csv's limit: this
+            # line is a problem, the reading goes on with the next one.
+            yield line, {"": _("この行はCSVとして読めません（%(reason)s）。", reason=str(exc))}
+            continue
         if not any(cell.strip() for cell in cells):
             continue  # a blank line
         if len(cells) < len(columns):
@@ -152,7 +170,7 @@ def _utf8_lines(stream: IO[bytes]) -> Iterator[str]:
         yield text.removeprefix("\ufeff") if number == 1 else text
 
 
-def _check(line: int, values: dict[str, str], report: Report) -> _Row | None:
+def _check(line: int, values: dict[str, str], report: Report, allow_operators: bool) -> _Row | None:
     """The line's values as they would be stored, or None with its problems reported."""
     problems: list[Problem] = []
     if "" in values:
@@ -171,6 +189,8 @@ def _check(line: int, values: dict[str, str], report: Report) -> _Row | None:
             checked[column] = check(values.get(column, ""))
         except members.MemberError as exc:
             problems.append(Problem(line, column, str(exc)))
+    if checked.get("operator") and not allow_operators:
+        problems.append(Problem(line, "operator", str(NO_OPERATORS_HERE)))
     if problems:
         for problem in problems:
             report.add_problem(problem)
@@ -185,6 +205,7 @@ def _check(line: int, values: dict[str, str], report: Report) -> _Row | None:
         name=str(checked["name"]),
         phone=str(checked["phone"]),
         operator=bool(checked["operator"]),
+        present=frozenset(values),
     )
 
 
@@ -213,16 +234,22 @@ def run(
     batch: int = BATCH,
     progress: Callable[[int], None] | None = None,
     keep_created: bool = False,
+    allow_operators: bool = True,
 ) -> Report:
     """Import the file; see the module's docstring. ``progress`` is called after each
     batch with how many lines were read since the last call; ``keep_created`` keeps the
-    new members' ids in the report (to invite them). Raises :class:`FileError` (nothing
-    written) for a file that cannot be read at all."""
+    new members' ids in the report (to invite them); ``allow_operators=False`` makes a
+    line asking for an operator a problem (the admin upload: only a shell gives the
+    admin area). Raises :class:`FileError` (nothing written) for a file whose header
+    cannot be read."""
+    options = (now, update_existing, dry_run, batch, progress, keep_created, allow_operators)
     with _Seen() as seen:
-        return _run(stream, seen, now, update_existing, dry_run, batch, progress, keep_created)
+        return _run(stream, seen, *options)
 
 
-def _run(stream, seen, now, update_existing, dry_run, batch, progress, keep_created) -> Report:
+def _run(
+    stream, seen, now, update_existing, dry_run, batch, progress, keep_created, allow_operators
+) -> Report:
     report = Report()
     pending: list[_Row] = []
     read_lines = 0
@@ -241,7 +268,7 @@ def _run(stream, seen, now, update_existing, dry_run, batch, progress, keep_crea
 
     for line, values in read(stream):
         read_lines += 1
-        row = _check(line, values, report)
+        row = _check(line, values, report, allow_operators)
         if row is not None:
             first = seen.first(row.key, line)
             if first != line:
@@ -261,6 +288,16 @@ def _run(stream, seen, now, update_existing, dry_run, batch, progress, keep_crea
     db.session.rollback()  # a dry run's reads end here; a real run has committed
     report.problems.sort(key=lambda problem: problem.line)  # stored IDs come per batch
     return report
+
+
+def _keeping_absent(row: _Row, old) -> _Row:
+    """A column the file does not have keeps the stored value (an update from a file of
+    login_id,email changes no one's name or phone)."""
+    if "name" not in row.present:
+        row.name = old.name
+    if "phone" not in row.present:
+        row.phone = old.phone
+    return row
 
 
 class _Seen:
@@ -324,6 +361,7 @@ def _write_once(
                 Member.email,
                 Member.phone,
                 Member.is_operator,
+                Member.password_hash,
             ).where(Member.login_key.in_([row.key for row in rows]))
         )
     }
@@ -333,8 +371,17 @@ def _write_once(
         if old is None:
             created.append(row)
             continue
+        row = _keeping_absent(row, old)
+        contacts_changed = (old.email, old.phone) != (row.email, row.phone)
         if (old.name, old.email, old.phone) == (row.name, row.email, row.phone):
             outcome.unchanged += 1
+        elif update_existing and contacts_changed and old.password_hash != members.NO_PASSWORD:
+            # An active member's addresses are where their links and codes go: only they
+            # change them (with a code to the new one), never a file, or whoever can
+            # import could take the account over with a reset link.
+            outcome.rejected += 1
+            column = "email" if old.email != row.email else "phone"
+            outcome.add_problem(Problem(row.line, column, str(CONTACTS_ARE_THEIRS)))
         elif not update_existing:
             outcome.rejected += 1
             outcome.add_problem(

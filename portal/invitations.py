@@ -45,15 +45,16 @@ def invite_lifetime(days: int | None = None) -> timedelta:
 
 def send_link(member: Member, now: datetime, *, requested_by: str, days: int | None = None) -> Sent:
     """Mail ``member`` the link they need: an invitation while they have no password,
-    else a password-reset link sent by an operator (``requested_by``, shown in the mail).
-    Raises ValueError for a member without an email address (nowhere to send it)."""
+    else a password-reset link (sent by an operator when ``requested_by`` names one, as
+    the mail then says; "" for パスワードをお忘れの方). Raises ValueError for a member
+    without an email address (nowhere to send it)."""
     if not member.email:
         raise ValueError("the member has no email address")
     if members.has_password(member):
         lifetime = password_reset.LIFETIME
         token = password_reset.issue(member, now, requested_by, lifetime)
         subject, text = messages.password_reset_link(
-            member, token, password_reset.MINUTES, by_operator=True
+            member, token, password_reset.MINUTES, by_operator=bool(requested_by)
         )
         kind = "reset"
     else:

@@ -5,7 +5,7 @@ member an invitation. Both need a recent second step, like every admin change.""
 
 from __future__ import annotations
 
-from flask import current_app, render_template, request, url_for
+from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -13,19 +13,17 @@ from flask_login import current_user
 from .. import audit, importing, invitations, sessions
 from ..extensions import db
 from ..models import Member
+from ..web import uploads
 from . import bp
 from .common import ask_for_second_step, stale_operator
 from .forms import ImportForm
 
-UPLOAD_MAX = 16 * 1024 * 1024  # about 300,000 lines; larger files: the CLI
 SHOWN_PROBLEMS = 50
 
 
 @bp.route("/import", methods=["GET", "POST"])
 def members_import() -> ResponseReturnValue:
     here = url_for("admin.members_import")
-    if request.method == "POST":
-        request.max_content_length = max(UPLOAD_MAX, current_app.config["MAX_CONTENT_LENGTH"])
     if stale_operator():
         return ask_for_second_step(here)
     form = ImportForm()
@@ -44,6 +42,7 @@ def members_import() -> ResponseReturnValue:
                     update_existing=bool(form.update.data),
                     dry_run=dry_run,
                     keep_created=bool(form.invite.data),
+                    allow_operators=False,  # the admin area is given from a shell only
                 )
             except importing.FileError as exc:
                 db.session.rollback()
@@ -67,7 +66,7 @@ def members_import() -> ResponseReturnValue:
         invited=invited,
         not_mailed=not_mailed,
         shown=SHOWN_PROBLEMS,
-        upload_mb=UPLOAD_MAX // (1024 * 1024),
+        upload_mb=uploads.LIMITS["admin.members_import"] // (1024 * 1024),
     )
 
 

@@ -11,8 +11,6 @@ member is not signed in, and the next sign-in still asks for the second step.
 
 from __future__ import annotations
 
-import contextlib
-
 from flask import (
     Response,
     flash,
@@ -27,7 +25,15 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 
-from .. import audit, members, messages, notices, notify, password_reset, sessions, throttle
+from .. import (
+    audit,
+    invitations,
+    members,
+    notices,
+    password_reset,
+    sessions,
+    throttle,
+)
 from ..models import PasswordReset
 from ..texts import TOO_MANY
 from ..twofactor import otp_codes
@@ -54,12 +60,10 @@ def _request_link(typed: str, ip: str, user_agent: str) -> None:
     named = password_reset.member_for(typed)
     mailed = False
     if named is not None and named.email:
-        token = password_reset.issue(named, sessions.now())
-        subject, text = messages.password_reset_link(named, token, MINUTES, by_operator=False)
-        # A failure is logged (masked) by notify; the answer on screen was the same anyway.
-        with contextlib.suppress(notify.DeliveryError):
-            notify.send_email(named.email, subject, text)
-            mailed = True
+        # A member who never set a password gets the invitation again (days, not
+        # minutes): a stranger typing their ID must not cut a pending one short. A failure
+        # is logged (masked) by notify; the answer on screen was the same anyway.
+        mailed = invitations.send_link(named, sessions.now(), requested_by="").mailed
     # What was typed is never recorded: only the member it names, if any.
     audit.record(
         "password.reset_requested",
