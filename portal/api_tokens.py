@@ -133,9 +133,10 @@ def authenticate(token: str, now: datetime) -> ApiToken | None:
 
 
 def touch(token: ApiToken, now: datetime) -> None:
-    """Note the use, at most once a minute (left to the caller's commit: the call's
-    audit row's)."""
-    db.session.execute(
+    """Note the use, at most once a minute. Committed at once when written, so the row
+    is not held locked (PostgreSQL) while the call runs: a busy client's parallel calls
+    with one token do not wait on each other."""
+    written = db.session.execute(
         update(ApiToken)
         .where(
             ApiToken.id == token.id,
@@ -143,5 +144,7 @@ def touch(token: ApiToken, now: datetime) -> None:
         )
         .values(last_used_at=now)
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount
+    if written:
+        db.session.commit()
     db.session.expire(token, ["last_used_at"])

@@ -123,7 +123,7 @@ def authenticate() -> None:
         raise ApiError(
             429, "rate_limited", "Too many calls with this token.", {"Retry-After": str(wait)}
         )
-    api_tokens.touch(token, now)  # written with the call's audit row
+    api_tokens.touch(token, now)
     g.api_token = token
 
 
