@@ -288,24 +288,26 @@ def list_members(tfa, method, as_csv):
 @click.argument("login_id")
 def reset_two_factor(login_id):
     """Remove every 2FA method, recovery code and session of a member (無効化)."""
-    from . import audit, notices, twofactor
+    from . import member_resets, twofactor
     from .sessions import now
 
     member = member_or_fail(login_id)
     try:
-        methods = twofactor.reset_all(member, now=now(), commit=False)
+        # The same effects, audit row and mails as the admin button and the API.
+        methods = member_resets.reset_second_step(
+            member,
+            actor=None,
+            actor_label="cli",
+            now=now(),
+            ip="",
+            user_agent="flask members reset-2fa",
+        )
     except twofactor.NoSecondStep:
         fail(
             _(
                 "%(login_id)s には二段階認証が設定されていません。無効化するものはありません。",
                 login_id=member.login_id,
             )
-        )
-    audit.record("admin.reset_2fa", subject=member, actor_label="cli", methods=methods)
-    notices.send(member, "reset", now=now(), ip="", user_agent="flask members reset-2fa")
-    if member.is_operator:
-        notices.tell_operators_of_reset(
-            member, actor=None, actor_label="cli", now=now(), ip="", user_agent=""
         )
     click.echo(
         _(
