@@ -334,6 +334,8 @@ def run(out: Path, only: set[str], family: str, browser: Browser, server, secret
     shoot(page, "admin-audit")
     page.goto(f"{url}/admin/policy")
     shoot(page, "admin-policy")
+    page.goto(f"{url}/admin/api-tokens")
+    shoot(page, "admin-api-tokens")
     page.goto(f"{url}/admin/import")
     page.set_input_files(
         "#file",
