@@ -59,7 +59,10 @@ def actor_label(token: ApiToken) -> str:
 
 def record(event: str, by: ApiToken | None, **detail) -> None:
     """Audit this call, made with the token ``by`` (commits, with whatever the call left
-    pending)."""
+    pending). The token's id goes with its name: a name can be used again once its
+    token is revoked or expired, and the log must still say which token acted."""
+    if by is not None:
+        detail.setdefault("token_id", by.id)
     audit.record(
         event,
         actor_label=actor_label(by) if by is not None else "",
@@ -93,7 +96,7 @@ def _refuse(reason: str, token: ApiToken | None) -> None:
             "Too many refused calls from this address.",
             {"Retry-After": str(wait)},
         )
-    detail = {"token": token.name} if token is not None else {}
+    detail = {"token": token.name, "token_id": token.id} if token is not None else {}
     record("api.refused", None, reason=reason, **detail)
     # RFC 6750: a request without credentials gets the scheme alone, no error code.
     challenge = 'Bearer realm="api"'

@@ -346,8 +346,10 @@ def document() -> dict[str, Any]:
                 "Mail an invitation or a password-reset link",
                 "A member without a password gets an invitation to set one, any other a "
                 "password-reset link saying an operator sent it. Earlier links stop "
-                "working. 409 no_email when the member has no address; 503 mail_failed "
-                "when the mail server refused it.",
+                "working. 403 operator_account for an operator (the admin page only); "
+                "409 no_email when the member has no address; 429 when the member was "
+                "sent too many links lately (the limit of パスワードをお忘れの方); 503 "
+                "mail_failed when the mail server refused it.",
                 "Link",
                 {"409": "no_email.", "503": "mail_failed."},
             ),

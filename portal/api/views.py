@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from flask import abort, g, request
 
-from .. import audit, i18n, invitations, member_resets, members, sessions, twofactor
+from .. import audit, i18n, invitations, member_resets, members, sessions, throttle, twofactor
 from ..models import METHOD_SINCE, ApiToken, AuditEvent, Member
 from ..queries import (
     METHODS,
@@ -195,6 +195,7 @@ def member_reset(login_id: str):
             ip=request.remote_addr or "",
             user_agent=request.user_agent.string or "",
             token=token.name,
+            token_id=token.id,
         )
     except twofactor.NoSecondStep:
         raise ApiError(409, "nothing_to_reset", "The member has no second step to reset.") from None
@@ -207,11 +208,21 @@ def member_password_link(login_id: str):
     """Mail the member the link they need (portal/invitations.py): an invitation to set
     a password while they have none (imported), else a password-reset link saying an
     operator sent it. Every earlier link of the member stops working."""
-    token = require_write()
+    token, m = _changeable(login_id)
     _only()
-    m = _member_or_404(login_id)
     if not m.email:
         raise ApiError(409, "no_email", "The member has no email address to send a link to.")
+    # The same per-member limit as パスワードをお忘れの方: a looping or stolen token
+    # cannot flood a mailbox, nor keep replacing the link the member is about to use.
+    bucket = ("reset-account", m.login_key)
+    if wait := throttle.full("PORTAL_LIMIT_RESET_ACCOUNT", *bucket):
+        raise ApiError(
+            429,
+            "rate_limited",
+            "Too many links were sent to this member lately.",
+            {"Retry-After": str(wait)},
+        )
+    throttle.record("PORTAL_LIMIT_RESET_ACCOUNT", *bucket)
     sent = invitations.send_link(m, sessions.now(), requested_by=actor_label(token))
     if sent.kind == "invitation":
         record(

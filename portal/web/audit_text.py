@@ -118,6 +118,7 @@ KEYS = {
     "key": _l("パスキー番号"),
     "reason": _l("理由"),
     "token": _l("APIトークン"),
+    "token_id": _l("APIトークンの番号"),
     "scope": _l("権限"),
     "expires_at": _l("有効期限"),
     "call": _l("呼び出し"),
@@ -310,6 +311,8 @@ API_REFUSALS = {
 def _token(d: dict) -> str:
     """「名前」（権限） of an API token, from its name and scope."""
     name = _value(d.pop("token", ""))
+    if "token_id" in d:  # names can be used again once a token is gone: the id tells
+        name = f"{name} #{_value(d.pop('token_id'))}"
     scope = d.pop("scope", None)
     if scope is None:
         return _("「%(name)s」", name=name)
