@@ -210,9 +210,8 @@ def send_invitations(member_ids: list[int], days: int | None) -> tuple[int, int]
     from . import audit, invitations, sessions
 
     def record(member, sent) -> None:
-        audit.record(
-            "member.invited", subject=member, actor_label="cli", mailed=sent.mailed, days=sent.days
-        )
+        event, detail = sent.audit()
+        audit.record(event, subject=member, actor_label="cli", **detail)
 
     with click.progressbar(member_ids, label=_("招待メールを送信中"), file=sys.stderr) as ids:
         return invitations.invite_all(

@@ -38,6 +38,12 @@ class Sent:
     def days(self) -> int:
         return self.lifetime.days
 
+    def audit(self) -> tuple[str, dict[str, object]]:
+        """The audit event and details of this sending, for whichever door sent it."""
+        if self.kind == "invitation":
+            return "member.invited", {"mailed": self.mailed, "days": self.days}
+        return "admin.password_reset_sent", {"mailed": self.mailed}
+
 
 def invite_lifetime(days: int | None = None) -> timedelta:
     return timedelta(days=days or current_app.config["PORTAL_INVITE_DAYS"])

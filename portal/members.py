@@ -227,9 +227,14 @@ def authenticate(login_id: str, password: str) -> Member | None:
     return authenticate_member(named(login_id), password)
 
 
+def named_key(login_id: str) -> str | None:
+    """The login key a typed login ID names; None for a malformed one (never looked up)."""
+    return login_key(login_id) if LOGIN_ID_RE.fullmatch(login_id.strip()) else None
+
+
 def named(login_id: str) -> Member | None:
     """The member a typed login ID names; None for an unknown or malformed one."""
-    return find(login_id) if LOGIN_ID_RE.fullmatch(login_id.strip()) else None
+    return find(login_id) if named_key(login_id) is not None else None
 
 
 def authenticate_member(member: Member | None, password: str) -> Member | None:

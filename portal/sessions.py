@@ -120,9 +120,8 @@ def signing_in(login_id: str) -> Member | None:
     """The member a typed login ID names (members.named), read with the policy."""
     from . import members
 
-    if not members.LOGIN_ID_RE.fullmatch(login_id.strip()):
-        return None
-    return _with_policy(Member.login_key == members.login_key(login_id))
+    key = members.named_key(login_id)
+    return _with_policy(Member.login_key == key) if key is not None else None
 
 
 def _with_policy(where) -> Member | None:

@@ -72,7 +72,8 @@ def members_import() -> ResponseReturnValue:
 
 def _invite(member_ids: list[int]) -> tuple[int, int]:
     def record(member: Member, sent: invitations.Sent) -> None:
-        audit.record_request("member.invited", subject=member, mailed=sent.mailed, days=sent.days)
+        event, detail = sent.audit()
+        audit.record_request(event, subject=member, **detail)
 
     return invitations.invite_all(
         member_ids, sessions.now(), requested_by=current_user.login_id, record=record

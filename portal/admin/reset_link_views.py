@@ -52,41 +52,40 @@ def member_password_reset(login_id: str) -> ResponseReturnValue:
     form = ActionForm()
     if form.validate_on_submit():
         sent = invitations.send_link(m, sessions.now(), requested_by=current_user.login_id)
-        if sent.kind == "invitation":
-            audit.record_request("member.invited", subject=m, mailed=sent.mailed, days=sent.days)
-        else:
-            audit.record_request("admin.password_reset_sent", subject=m, mailed=sent.mailed)
+        event, detail = sent.audit()
+        audit.record_request(event, subject=m, **detail)
         if not sent.mailed:
             return done(
                 str(TITLE),
                 _("メールを送信できませんでした。しばらくしてからもう一度お試しください。"),
                 close_url=back,
             )
+        who = {
+            "name": m.name or m.login_id,
+            "login_id": m.login_id,
+            "email": notify.mask_email(m.email),
+        }
         if sent.kind == "invitation":
-            return done(
-                str(INVITE_TITLE),
+            title, said = (
+                INVITE_TITLE,
                 _(
                     "%(name)s（%(login_id)s）の登録メールアドレス %(email)s に、"
                     "招待メール（パスワード設定のリンク、有効期限%(n)d日）を送信しました。",
-                    name=m.name or m.login_id,
-                    login_id=m.login_id,
-                    email=notify.mask_email(m.email),
                     n=sent.days,
+                    **who,
                 ),
-                close_url=back,
             )
-        return done(
-            str(TITLE),
-            _(
-                "%(name)s（%(login_id)s）の登録メールアドレス %(email)s に、"
-                "パスワード再設定のリンクを送信しました（有効期限%(n)d分）。",
-                name=m.name or m.login_id,
-                login_id=m.login_id,
-                email=notify.mask_email(m.email),
-                n=sent.minutes,
-            ),
-            close_url=back,
-        )
+        else:
+            title, said = (
+                TITLE,
+                _(
+                    "%(name)s（%(login_id)s）の登録メールアドレス %(email)s に、"
+                    "パスワード再設定のリンクを送信しました（有効期限%(n)d分）。",
+                    n=sent.minutes,
+                    **who,
+                ),
+            )
+        return done(str(title), said, close_url=back)
     return dialog(
         "admin/_password_reset.html",
         form=form,

@@ -224,12 +224,8 @@ def member_password_link(login_id: str):
         )
     throttle.record("PORTAL_LIMIT_RESET_ACCOUNT", *bucket)
     sent = invitations.send_link(m, sessions.now(), requested_by=actor_label(token))
-    if sent.kind == "invitation":
-        record(
-            "member.invited", token, subject=m, mailed=sent.mailed, days=sent.days, token=token.name
-        )
-    else:
-        record("admin.password_reset_sent", token, subject=m, mailed=sent.mailed, token=token.name)
+    event, detail = sent.audit()
+    record(event, token, subject=m, **detail, token=token.name)
     if not sent.mailed:
         raise ApiError(
             503, "mail_failed", "The mail server did not take the mail: try again later."
