@@ -180,7 +180,31 @@ def seed(server) -> dict[str, str]:
         if hasattr(MemberPage, "listed"):
             page.listed = True
             db.session.commit()
+        seed_forms(rng, now)
     return secrets
+
+
+def seed_forms(rng: random.Random, now: datetime) -> None:
+    """The example form (docs/examples/apply-form.json) with a few submissions, for the
+    admin's form pages."""
+    from portal import member_forms, members
+
+    spec = member_forms.loads((ROOT / "docs" / "examples" / "apply-form.json").read_text())
+    form = member_forms.save(None, spec, by=OPERATOR.login_id)
+    for i, (login_id, _) in enumerate(OTHERS[:6]):
+        when = now - timedelta(days=6 - i, hours=rng.randint(0, 8))
+        answers = {
+            "course": ("入門コース", "応用コース")[i % 2],
+            "date": (now + timedelta(days=14 + i)).date().isoformat(),
+            "people": str(rng.randint(1, 4)),
+            "phone": f"090-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}",
+            "note": ("", "駐車場を利用したいです。", "")[i % 3],
+            "agree": "1",
+        }
+        draft = member_forms.start_draft(form, members.find(login_id), answers, when)
+        member_forms.submit(
+            draft, when, second_step_at=when if i % 2 else None, stepped_up=bool(i % 2)
+        )
 
 
 class Shooter:
@@ -336,6 +360,16 @@ def run(out: Path, only: set[str], family: str, browser: Browser, server, secret
     shoot(page, "admin-policy")
     page.goto(f"{url}/admin/api-tokens")
     shoot(page, "admin-api-tokens")
+    page.goto(f"{url}/admin/forms")
+    shoot(page, "admin-forms")
+    page.goto(f"{url}/admin/forms/apply/submissions")
+    shoot(page, "admin-form-submissions")
+    page.goto(f"{url}/admin/forms")
+    page.get_by_role("link", name="編集").first.click()
+    expect(page.locator("#form-editor")).to_be_visible()
+    shoot(page, "admin-form-edit")
+    page.locator("#field-1-label").scroll_into_view_if_needed()
+    shoot(page, "admin-form-fields")
     page.goto(f"{url}/admin/import")
     page.set_input_files(
         "#file",

@@ -47,6 +47,7 @@ def operators_only():
 from . import (  # noqa: E402,F401
     api_token_views,
     audit_views,
+    form_views,
     import_views,
     member_views,
     overview_views,

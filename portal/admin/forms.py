@@ -19,7 +19,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .. import pages
+from .. import member_forms, pages
 from ..web.forms import PortalForm
 
 
@@ -235,3 +235,92 @@ class ImportForm(PortalForm):
     action = HiddenField(validators=[Length(max=8)])
     update = BooleanField(_l("既存のメンバーの氏名・メールアドレス・電話番号を更新する"))
     invite = BooleanField(_l("新しいメンバーに招待メール（パスワード設定のリンク）を送る"))
+
+
+# --- member-area forms (issue 15) ------------------------------------------------------
+
+
+def _minutes(form: PortalForm, field: StringField) -> None:
+    """Blank means 0 (off); otherwise a whole number 0–1440."""
+    text = field.data if isinstance(field.data, str) else str(field.data or "")
+    if text and not (len(text) <= 4 and text.isascii() and text.isdigit() and int(text) <= 1440):
+        raise ValidationError(_l("分数は0〜1440の数字で入力してください（0は求めない）。"))
+
+
+def _body(label):
+    return TextAreaField(
+        label,
+        validators=[
+            Length(
+                max=pages.MAX_BODY,
+                message=_l("本文は%(n)s文字以内で入力してください。", n="100,000"),
+            )
+        ],
+        render_kw={"rows": 6, "spellcheck": "false", "maxlength": False},
+    )
+
+
+class FormEditorForm(PortalForm):
+    """The form editor's fixed part. Its field rows have numbered names
+    (``field-3-label``) and are read by the view; ``op`` is the button pressed: ``save``
+    (also when missing), ``add``, ``up-N``, ``down-N`` or ``remove-N``."""
+
+    title = StringField(
+        _l("タイトル"),
+        filters=[_strip],
+        render_kw={"maxlength": pages.MAX_TITLE, "autocomplete": "off"},
+    )
+    slug = StringField(
+        _l("スラッグ（URLの末尾: /forms/スラッグ）"),
+        filters=[_strip],
+        render_kw={
+            "maxlength": 64,
+            "autocomplete": "off",
+            "autocapitalize": "off",
+            "spellcheck": "false",
+        },
+    )
+    open = BooleanField(_l("受付中（メンバーが入力・送信できる）"))
+    require_2fa = SelectField(_l("二段階認証"), choices=[], validate_choice=False)
+    step_up_minutes = StringField(
+        _l("送信前の本人確認（直近の二段階認証から何分以内か。0〜1440、0は求めない）"),
+        default="0",
+        filters=[_order_text],
+        validators=[_minutes],
+        render_kw={"inputmode": "numeric", "maxlength": 4, "autocomplete": "off"},
+    )
+    listed = BooleanField(_l("マイページとメニューに表示する（受付中のときだけ）"))
+    menu_order = StringField(
+        _l("表示順（0〜999、小さい順に表示）"),
+        default="0",
+        filters=[_order_text],
+        validators=[_menu_order],
+        render_kw={"inputmode": "numeric", "maxlength": 3, "autocomplete": "off"},
+    )
+    input_body = _body(_l("入力ページの本文（HTML）"))
+    confirm_body = _body(_l("確認ページの本文（HTML）"))
+    thanks_body = _body(_l("サンキューページの本文（HTML）"))
+    op = StringField(validators=[Length(max=16)])
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.require_2fa.choices = [
+            SelectChoice(key, name) for key, name in member_forms.REQUIRE_NAMES.items()
+        ]
+
+    def minutes(self) -> int:
+        return int(self.step_up_minutes.data or 0)
+
+    def order(self) -> int:
+        return int(self.menu_order.data or 0)
+
+
+class FormOpenForm(PortalForm):
+    """受付を停止 / 再開: the state wanted ("1" open, "0" closed), so a second click of a
+    stale page changes nothing."""
+
+    open = HiddenField(validators=[Length(max=1)])
+
+
+class DeleteFormForm(PortalForm):
+    """The confirmation dialog is the confirmation: the form carries only the CSRF token."""
