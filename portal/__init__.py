@@ -80,6 +80,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from . import api
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp
+    from .forms import bp as forms_bp
     from .health import bp as health_bp
     from .main import bp as main_bp
     from .pages_views import bp as pages_bp
@@ -90,6 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(settings_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(pages_bp)
+    app.register_blueprint(forms_bp)
     app.register_blueprint(health_bp)
     api.init_app(app)
 

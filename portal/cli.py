@@ -48,6 +48,7 @@ class Group(AppGroup):
 members_cli = Group("members", help="Create members and set passwords.")
 keys_cli = Group("keys", help="Manage encryption keys for secrets at rest.")
 policy_cli = Group("policy", help="Show or change the two-step verification policy.")
+forms_cli = Group("forms", help="Import, export and list member-area forms.")
 
 
 def fail(message: str) -> None:
@@ -458,7 +459,66 @@ def policy_set(field, value):
     click.echo(f"{field} {policy.values(row)[field].replace(chr(10), '; ')}")
 
 
+@forms_cli.command("import")
+@click.argument("json_file", type=click.File("rb"))
+def forms_import(json_file):
+    """Create the form in JSON_FILE, or replace the one with its slug (its submissions
+    stay). Validated like the admin editor: one line on stderr, nothing written."""
+    from . import audit, member_forms
+
+    raw = json_file.read(member_forms.MAX_FILE + 1)
+    if len(raw) > member_forms.MAX_FILE:
+        fail(_("ファイルが大きすぎます（%(max)dバイトまで）。", max=member_forms.MAX_FILE))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        fail(_("ファイルをUTF-8として読めません。"))
+    try:
+        spec = member_forms.loads(text)
+        form, created = member_forms.import_spec(spec, by="cli")
+    except member_forms.SpecError as refused:
+        db.session.rollback()
+        fail(str(refused))
+    audit.record(
+        "admin.form_saved",
+        actor_label="cli",
+        slug=form.slug,
+        form_id=form.id,
+        created=created,
+        open=form.is_open,
+        step_up_minutes=form.step_up_minutes,
+    )
+    if created:
+        click.echo(_("フォーム %(slug)s を作成しました。", slug=form.slug))
+    else:
+        click.echo(_("フォーム %(slug)s を置き換えました。", slug=form.slug))
+
+
+@forms_cli.command("export")
+@click.argument("slug")
+def forms_export(slug):
+    """Print the form with that slug as JSON (what ``forms import`` reads)."""
+    from . import member_forms
+
+    form = member_forms.find(slug)
+    if form is None:
+        fail(_("フォーム %(slug)s はありません。", slug=slug))
+    click.echo(member_forms.dumps(form), nl=False)
+
+
+@forms_cli.command("list")
+def forms_list():
+    """One line a form: slug, open or closed, submissions, title."""
+    from . import member_forms
+
+    counts = member_forms.sent_counts()
+    for form in member_forms.all_forms():
+        state = _("受付中") if form.is_open else _("停止中")
+        click.echo(f"{form.slug}\t{state}\t{counts.get(form.id, 0)}\t{form.title}")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(forms_cli)
     app.cli.add_command(policy_cli)
     app.cli.add_command(members_cli)
     app.cli.add_command(keys_cli)

@@ -8,6 +8,8 @@ put an attacker's link in a genuine mail).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import current_app, render_template
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -93,3 +95,21 @@ def _link_mail(
             **context,
         )
         return subject(issuer, title), text
+
+
+def form_receipt(
+    member: Member, title: str, rows: list[tuple[str, str]], when: datetime
+) -> tuple[str, str]:
+    """The receipt of a member-area form: what was sent (label, answer), and when."""
+    with i18n.speaking_to(member):
+        issuer = policy.issuer()
+        text = render_template(
+            "mail/form_receipt.txt",
+            issuer=issuer,
+            member=member,
+            title=title,
+            rows=rows,
+            when=i18n.local_time(when, "mail", zone=i18n.member_timezone(member)),
+            base_url=current_app.config["PORTAL_BASE_URL"],
+        )
+        return subject(issuer, _("「%(title)s」を受け付けました", title=title)), text

@@ -416,6 +416,58 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class MemberForm(db.Model):
+    """An operator's form inside the member area (申込フォーム, 予約; issue 15): its three
+    pages (入力, 確認, サンキュー) and its fields, as :mod:`portal.member_forms` validates
+    them. ``version`` moves on with every save, so a confirm step started on an older
+    version of the form is sent back to its input page instead of storing stale fields."""
+
+    __tablename__ = "member_form"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    require_2fa: Mapped[str] = mapped_column(String(8), default="off", server_default="off")
+    step_up_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    input_body: Mapped[str] = mapped_column(Text, default="")  # sanitised on save
+    confirm_body: Mapped[str] = mapped_column(Text, default="")
+    thanks_body: Mapped[str] = mapped_column(Text, default="")
+    fields: Mapped[str] = mapped_column(Text, default="[]")  # JSON: member_forms.Field
+    listed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    menu_order: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class FormSubmission(db.Model):
+    """One member's answers to a form. A row is made at the confirm step (a draft:
+    ``submitted_at`` empty) and sent by one guarded UPDATE, so a second POST of the
+    same confirm page finds it sent and stores nothing. The login ID and name are kept
+    as they were, so the list still says who sent it after the member is deleted."""
+
+    __tablename__ = "form_submission"
+    __table_args__ = (Index("ix_form_submission_form_sent", "form_id", "submitted_at"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("member_form.id", ondelete="CASCADE"))
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("member.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    login_id: Mapped[str] = mapped_column(String(64), default="")
+    member_name: Mapped[str] = mapped_column(String(200), default="")
+    answers: Mapped[str] = mapped_column(Text, default="{}")  # JSON: field name -> text
+    form_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The session's last second step when it was sent, and whether the form asked for
+    # one within ``step_up_minutes`` and got it.
+    second_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    stepped_up: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
 # --- the member pages' version ----------------------------------------------------------
 
 
@@ -436,14 +488,17 @@ def _pages_changed_in_flush(session, flush_context, instances) -> None:
     """Every member page written through the session moves the version on in the same
     transaction, so no worker's menu outlives the change."""
     changed = (*session.new, *session.dirty, *session.deleted)
-    if any(isinstance(row, MemberPage) for row in changed):
+    if any(isinstance(row, MemberPage | MemberForm) for row in changed):
         _bump_pages_version(session)
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _pages_changed_by_statement(state) -> None:
     table = getattr(state.statement, "table", None)
-    if not state.is_select and getattr(table, "name", None) == MemberPage.__tablename__:
+    if not state.is_select and getattr(table, "name", None) in (
+        MemberPage.__tablename__,
+        MemberForm.__tablename__,
+    ):
         _bump_pages_version(state.session)
 
 

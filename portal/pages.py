@@ -105,30 +105,46 @@ def _clean(html: str) -> str:
     )
 
 
-def sanitise(body: str) -> str:
-    """The body with everything outside the allow-list stripped, keywords kept as written."""
+def sanitise(body: str, keywords: re.Pattern[str] = KEYWORD_RE) -> str:
+    """The body with everything outside the allow-list stripped, keywords kept as
+    written. ``keywords``: what counts as one (forms add ``%form:FIELD%``)."""
     nonce = secrets.token_hex(8)
-    placeholders = {kw: f"portalkw{nonce}n{i}" for i, kw in enumerate(KEYWORDS)}
-    cleaned = _clean(KEYWORD_RE.sub(lambda m: placeholders[m.group(0)], body))
+    placeholders: dict[str, str] = {}
+
+    def hold(match: re.Match[str]) -> str:
+        return placeholders.setdefault(match.group(0), f"portalkw{nonce}n{len(placeholders)}")
+
+    cleaned = _clean(keywords.sub(hold, body))
     for keyword, placeholder in placeholders.items():
         cleaned = cleaned.replace(placeholder, keyword)
     return cleaned
 
 
-def render_keywords(body: str, member: Member, settings_url: str) -> Markup:
-    """The stored body with the keywords filled in for ``member`` (signed in; the view
-    makes sure): the settings URL as given (root-relative), the name and login ID
-    HTML-escaped. The result is cleaned once more, so a value that lands in an href
-    (``<a href="%member:name%">`` with a name ``javascript:…``) or a row stored without
-    :func:`sanitise` still cannot run script."""
-    values = {
+def fill(body: str, values: dict[str, str]) -> Markup:
+    """``body`` with each keyword in ``values`` replaced by its (already escaped) text,
+    cleaned once more: a value that lands in an href (``<a href="%member:name%">`` with
+    a name ``javascript:…``) or a row stored without :func:`sanitise` still cannot run
+    script."""
+    pattern = re.compile("|".join(re.escape(k) for k in values)) if values else None
+    filled = pattern.sub(lambda m: values[m.group(0)], body or "") if pattern else body or ""
+    # Safe to mark: nh3's output, built from escaped values, is the allow-list only.
+    return Markup(_clean(filled))  # noqa: S704
+
+
+def member_values(member: Member, settings_url: str) -> dict[str, str]:
+    """The member keywords' texts for ``member``, escaped: the settings URL as given
+    (root-relative), the name and login ID."""
+    return {
         SETTINGS_URL: str(escape(settings_url)),
         MEMBER_NAME: str(escape(member.name or "")),
         MEMBER_LOGIN_ID: str(escape(member.login_id)),
     }
-    filled = KEYWORD_RE.sub(lambda m: values[m.group(0)], body or "")
-    # Safe to mark: nh3's output, built from escaped values, is the allow-list only.
-    return Markup(_clean(filled))  # noqa: S704
+
+
+def render_keywords(body: str, member: Member, settings_url: str) -> Markup:
+    """The stored body with the keywords filled in for ``member`` (signed in; the view
+    makes sure)."""
+    return fill(body, member_values(member, settings_url))
 
 
 def valid_slug(slug: str) -> bool:

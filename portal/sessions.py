@@ -177,6 +177,18 @@ def is_fresh(has_two_factor: bool) -> bool:
     return now().timestamp() - float(stamp) <= current_app.config["PORTAL_REAUTH_SECONDS"]
 
 
+def proved_at(*, second_step: bool) -> datetime | None:
+    """When this session last passed its second step (``second_step``), or its password,
+    at sign-in or in a 本人確認 since; None when it never did."""
+    stamp = session.get("tfa_at" if second_step else "auth_at")
+    if stamp is None:
+        return None
+    try:
+        return datetime.fromtimestamp(float(stamp), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 def sign_out() -> None:
     """End the session for real: the generation moves on, so a copied cookie dies too.
     A pending sign-in (password only) just forgets itself: it must not be able to

@@ -340,6 +340,7 @@ def sign_in_with_app(page: Page, server, member: MemberSpec) -> None:
 # GET routes a person never looks at (files, the load balancers' JSON probe, and the
 # link that only redirects).
 NOT_PAGES = {"static", "admin.audit_csv", "admin.members_csv", "health.healthz"}
+NOT_PAGES |= {"admin.form_submissions_csv", "admin.form_export"}  # downloads
 # The admin API answers JSON to programs holding a token (tests/test_api*.py).
 NOT_PAGES |= {"api.members_list", "api.member_detail", "api.audit_log", "api.openapi"}
 # Between the password and the code; every other auth.* page is for the signed-out.

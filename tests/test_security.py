@@ -60,6 +60,12 @@ POST_ROUTES = {
     "/admin/import": "/admin/import",
     "/admin/pages/<int:page_id>/edit": "/admin/pages/1/edit",
     "/admin/pages/<int:page_id>/delete": "/admin/pages/1/delete",
+    "/admin/forms/new": "/admin/forms/new",
+    "/admin/forms/<int:form_id>/edit": "/admin/forms/1/edit",
+    "/admin/forms/<int:form_id>/open": "/admin/forms/1/open",
+    "/admin/forms/<int:form_id>/delete": "/admin/forms/1/delete",
+    "/forms/<slug>": "/forms/x",
+    "/forms/<slug>/confirm/<int:draft_id>": "/forms/x/confirm/1",
 }
 POSTS = list(POST_ROUTES.values())
 # The admin API's: a token in a header is their only credential (no cookie, no CSRF).

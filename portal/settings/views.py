@@ -90,6 +90,8 @@ def setup() -> ResponseReturnValue:
     m = member()
     state = enforcement.enrolment(m)
     reset_at = session.pop(enforcement.RESET_NOTICE, None)
+    # A form that needs 2FA sent the member here (``?next=``): back there once set up.
+    back_to = sessions.safe_next(request.args.get("next"))
     return render(
         "settings/setup.html",
         "settings/_sections.html",
@@ -97,9 +99,10 @@ def setup() -> ResponseReturnValue:
         forced=state.forced(sessions.now()),
         reset_at=datetime.fromisoformat(reset_at) if reset_at else None,
         days_left=state.days_left(sessions.now()),
-        landing=policy.current().landing_path,
+        landing=back_to or policy.current().landing_path,
+        back_to=back_to,
         setup_done=state.has_two_factor,
-        refresh_url=url_for("settings.setup"),
+        refresh_url=url_for("settings.setup", next=back_to),
         **sections_context(),
     )
 

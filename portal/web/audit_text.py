@@ -56,6 +56,7 @@ EXPORTS = {
     "members.csv": _l("メンバー一覧（members.csv）"),
     "audit.csv": _l("監査ログ（audit.csv）"),
     "members list": _l("メンバー一覧（コマンド）"),
+    "form_submissions.csv": _l("フォームの送信内容（CSV）"),
 }
 
 FILTERS = {
@@ -66,6 +67,8 @@ FILTERS = {
     "event": _l("イベント"),
     "from": _l("開始日"),
     "to": _l("終了日"),
+    "form": _l("フォーム"),
+    "stepped_up": _l("送信前の二段階認証"),
 }
 
 POLICY_FIELDS = {
@@ -233,6 +236,44 @@ def _page_saved(d: dict) -> str:
             said += _("マイページとメニューに表示（表示順 %(n)s）。", n=_value(order))
         else:
             said += _("マイページとメニューには表示しません。")
+    return said
+
+
+def _form(slug: Any) -> str:
+    return f"/forms/{slug}"
+
+
+def _form_saved(d: dict) -> str:
+    d.pop("form_id", None)
+    slug = _form(d.pop("slug", ""))
+    created = d.pop("created", False)
+    said = (
+        _("フォーム %(form)s を作成しました。", form=slug)
+        if created
+        else _("フォーム %(form)s を更新しました。", form=slug)
+    )
+    if "open" in d:
+        said += _("受付中。") if d.pop("open") else _("受付を停止中。")
+    if "step_up_minutes" in d:
+        minutes = d.pop("step_up_minutes")
+        if minutes:
+            said += _("送信前に%(n)s分以内の二段階認証が必要。", n=_value(minutes))
+    return said
+
+
+def _form_deleted(d: dict) -> str:
+    d.pop("form_id", None)
+    said = _("フォーム %(form)s を削除しました。", form=_form(d.pop("slug", "")))
+    if "submissions" in d:
+        said += _("送信内容%(n)s件も削除しました。", n=_value(d.pop("submissions")))
+    return said
+
+
+def _form_submitted(d: dict) -> str:
+    d.pop("submission_id", None)
+    said = _("フォーム %(form)s を送信しました。", form=_form(d.pop("slug", "")))
+    if d.pop("stepped_up", False):
+        said += _("送信前に二段階認証で本人確認しました。")
     return said
 
 
@@ -481,6 +522,9 @@ WORDINGS: dict[str, Callable[[dict], str]] = {
     "admin.reset_2fa": _reset,
     "admin.page_saved": _page_saved,
     "admin.page_deleted": _page_deleted,
+    "admin.form_saved": _form_saved,
+    "admin.form_deleted": _form_deleted,
+    "form.submitted": _form_submitted,
     "admin.export": _export,
     "admin.policy_changed": _policy,
     "admin.terminal_marked": _terminal,

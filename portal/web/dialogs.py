@@ -3,7 +3,8 @@ inside a full page without JavaScript. Shared by the settings and admin areas.""
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, request
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import sessions, twofactor
@@ -43,10 +44,17 @@ def reauth_dialog(next_url: str, **context) -> Response:
         passkey_options = twofactor.passkeys.begin_authentication(
             m, rp, passkeys.session_key(), "reauth", sessions.now()
         )
+    # The 本人確認 before sending a member-area form: its own wording, its cancel back
+    # to the form's confirm page (the same ``next`` through every retry of the dialog).
+    for_form = next_url.startswith(request.script_root + "/forms/")
+    if for_form:
+        context.setdefault("close_url", next_url)
+        context.setdefault("dialog_area", _("フォームの送信"))
     return dialog(
         "settings/_reauth.html",
         context.pop("status", 200),
         form=form,
+        for_form=for_form,
         next=next_url,
         uses_code=isinstance(form, ReauthCodeForm),
         has_app="app" in methods,

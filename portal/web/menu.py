@@ -1,4 +1,4 @@
-"""The operator's member pages that are listed on マイページ and in the header menu.
+"""The operator's member pages and open forms listed on マイページ and in the header menu.
 
 Templates call ``listed_pages()``, only for a signed-in member. Each worker keeps the
 list (slugs and titles) until the pages' version moves on: it is kept in the policy row,
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, request, url_for
 from flask_login import current_user
 
-from .. import pages, sessions
+from .. import member_forms, pages, sessions
 from . import policy
 from .enforcement import OPEN_WHILE_ENROLLING, enrolment
 
@@ -23,6 +23,8 @@ from .enforcement import OPEN_WHILE_ENROLLING, enrolment
 class Listed(NamedTuple):
     slug: str
     title: str
+    url: str
+    is_form: bool = False
 
 
 _KEPT = "portal.listed_pages"  # app.extensions: (pages_version, [Listed, ...])
@@ -40,7 +42,19 @@ def _kept_listed() -> list[Listed]:
     version = policy.current().pages_version
     kept = current_app.extensions.get(_KEPT)
     if kept is None or kept[0] != version:
-        kept = (version, [Listed(p.slug, p.title) for p in pages.listed_pages()])
+        entries = [
+            (p.menu_order, p.title, Listed(p.slug, p.title, url_for("pages.show", slug=p.slug)))
+            for p in pages.listed_pages()
+        ] + [
+            (
+                f.menu_order,
+                f.title,
+                Listed(f.slug, f.title, url_for("forms.show", slug=f.slug), is_form=True),
+            )
+            for f in member_forms.listed_forms()
+        ]
+        entries.sort(key=lambda entry: entry[:2])
+        kept = (version, [listed for _order, _title, listed in entries])
         current_app.extensions[_KEPT] = kept
     return kept[1]
 

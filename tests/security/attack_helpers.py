@@ -23,11 +23,14 @@ from portal.twofactor import totp
 SAMPLES = {
     "login_id": "alice",
     "page_id": "1",
+    "form_id": "1",
     "slug": "x",
     "device_id": "1",
     "terminal_id": "1",
     "token_id": "1",
     "key_id": "1",
+    "draft_id": "1",
+    "submission_id": "1",
     "token": "not-a-reset-token",
 }
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")

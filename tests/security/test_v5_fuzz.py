@@ -59,7 +59,10 @@ from wtforms.fields.core import UnboundField
 from portal import create_app, members, pages
 from portal.admin.forms import (
     ApiTokenForm,
+    DeleteFormForm,
     DeletePageForm,
+    FormEditorForm,
+    FormOpenForm,
     ImportForm,
     PageForm,
     PolicyForm,
@@ -160,6 +163,12 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
     "admin.members_import": (ImportForm,),  # without a file nothing is read or written
     "admin.page_edit": (PageForm,),
     "admin.page_delete": (DeletePageForm,),
+    "admin.form_new": (FormEditorForm,),  # saves only a whole valid form (parse)
+    "admin.form_edit": (FormEditorForm,),
+    "admin.form_open": (FormOpenForm,),  # "0" or "1": a form's 受付, not compared
+    "admin.form_delete": (DeleteFormForm,),
+    "forms.show": (ActionForm,),  # a member-area form's answers (f_*): a draft only
+    "forms.confirm": (ActionForm,),  # sends the member's own draft; none exists here
 }
 
 # Every query parameter a view reads (grep request.args / id_arg in portal/), plus
@@ -167,6 +176,8 @@ FORMS_BY_ENDPOINT: dict[str, tuple[type[PortalForm], ...]] = {
 QUERY_PARAMS = (
     *("next", "q", "tfa", "method", "after", "before", "member", "event", "from", "to"),
     *("cursor", "limit"),  # the admin API's pages (its callers hold no cookie: all 401)
+    "draft",  # a member-area form's 戻る: the member's own draft, else blank
+    "stepped_up",  # a form's submissions: sent after a fresh second step or not
 )
 
 
