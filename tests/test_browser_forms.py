@@ -7,16 +7,18 @@ thank-you page's 二段階認証設定 link. At 390 px no page scrolls sideways.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from browser_helpers import (
     PASSWORD,
     app_of,
-    current_step,
     evidence_on_failure,
     htmx_idle,
+    make_operator,
     open_page,
     sign_in,
+    sign_in_with_app,
     sign_out,
     wired_environment,
 )
@@ -26,6 +28,8 @@ from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
+OPERATOR = MemberSpec("chief", PASSWORD, name="管理 太郎")
+BUILDER_MEMBER = MemberSpec("kaito", PASSWORD, name="海斗")
 MEMBERS = {
     js: MemberSpec(f"member-{'js' if js else 'plain'}", PASSWORD, name="桜井さくら")
     for js in (True, False)
@@ -62,14 +66,16 @@ FORM = {
 def server(tmp_path_factory, module_smtp, module_sms):
     environment = wired_environment(module_smtp, module_sms)
     with run_server(
-        tmp_path_factory.mktemp("forms-server"), list(MEMBERS.values()), environment=environment
+        tmp_path_factory.mktemp("forms-server"),
+        [*MEMBERS.values(), OPERATOR, BUILDER_MEMBER],
+        environment=environment,
     ) as live:
         from portal import member_forms
 
-        for spec in MEMBERS.values():
+        for spec in (*MEMBERS.values(), BUILDER_MEMBER):
             enrol(live, spec.login_id)
         live.secrets = app_secrets(live)
-        live.step = current_step()  # enrol() used the current step
+        make_operator(live, OPERATOR)  # enrols too, and sets live.step
         with live.app_context():
             member_forms.save(None, member_forms.parse(FORM), by="chief")
         live.smtp = module_smtp
@@ -256,3 +262,94 @@ def test_a_fresh_second_step_sends_at_once(browser, server, tmp_path):
         page.get_by_role("button", name="送信する").click()
         expect(page.get_by_text("入門コース のお申し込みを受け付けました。")).to_be_visible()
     assert watched.problems == []
+
+
+def test_an_operator_builds_a_form_a_member_sends_it_the_operator_reads_it(
+    browser, server, tmp_path
+):
+    """The issue's whole story: the editor (rows added in the page, the keyword on the
+    thank-you page, step-up on), the member's three pages with the check, then the
+    answer in the admin list and its CSV."""
+    watched = open_page(browser, javascript=True)
+    page = watched.page
+    with evidence_on_failure(watched, server, tmp_path, "forms-operator"):
+        sign_in_with_app(page, server, OPERATOR)
+        page.goto(f"{server.url}/admin/forms")
+        page.get_by_role("link", name="新しいフォーム").click()
+        page.get_by_label("タイトル").fill("見学会の予約")
+        page.get_by_label("スラッグ（URLの末尾: /forms/スラッグ）").fill("visit")
+        page.get_by_label("送信前の本人確認").fill("5")
+        page.get_by_label("マイページとメニューに表示する（受付中のときだけ）").check()
+        rows = page.locator("fieldset.form-field-row")
+        expect(rows).to_have_count(1)  # a new form starts with one blank field
+        row = page.locator("#row-0")
+        row.get_by_label("項目名（半角英小文字・数字・_）").fill("slot")
+        row.get_by_label("表示名", exact=True).fill("希望の時間帯")
+        row.get_by_label("種類", exact=True).select_option("select")
+        row.get_by_label("選択肢（種類が「選択肢」のとき。1行に1つ）").fill("午前\n午後")
+        row.get_by_label("必須", exact=True).check()
+        page.get_by_role("button", name="項目を追加").click()
+        expect(rows).to_have_count(2)  # swapped in: what was typed is still there
+        expect(page.locator("#row-0 legend")).to_contain_text("希望の時間帯")
+        row = page.locator("#row-1")
+        row.get_by_label("項目名（半角英小文字・数字・_）").fill("guests")
+        row.get_by_label("表示名", exact=True).fill("人数")
+        row.get_by_label("種類", exact=True).select_option("number")
+        htmx_idle(page)
+        # The second row moves above the first, in the page, before anything is saved.
+        htmx_idle(page)
+        page.get_by_role("button", name="項目 2 を上へ").click()
+        expect(page.locator("#row-0 legend")).to_contain_text("人数")
+        expect(rows).to_have_count(2)
+        page.get_by_label("サンキューページの本文（HTML）").fill(
+            "<p>%form:slot% の見学を受け付けました。</p>"
+            '<p><a href="%url/rel:tfa:setting%">二段階認証設定</a>もご確認ください。</p>'
+        )
+        page.get_by_label("タイトル").press("Enter")  # Enter saves
+        expect(page).to_have_url(f"{server.url}/admin/forms")
+        expect(page.locator(".flashes")).to_contain_text("フォーム「見学会の予約」を保存しました。")
+    with server.app_context():
+        from portal import member_forms
+
+        spec = member_forms.spec_of(member_forms.find("visit"))
+        assert [f.name for f in spec.fields] == ["guests", "slot"]
+        assert spec.step_up_minutes == 5
+
+    member = open_page(browser, javascript=True)
+    page = member.page
+    with evidence_on_failure(member, server, tmp_path, "forms-member"):
+        skip_the_code_next_time(page, server, BUILDER_MEMBER)
+        page.locator("#member-pages").get_by_role("link", name="見学会の予約").click()
+        page.get_by_label("人数").fill("3")
+        page.get_by_label("希望の時間帯").select_option("午後")
+        page.get_by_role("button", name="確認する").click()
+        expect(page.locator("#form-step-up")).to_contain_text("5分以内の本人確認")
+        page.get_by_role("button", name="送信する").click()
+        dialog = page.locator("dialog#dialog")
+        dialog.get_by_label("認証コード").fill(app_of(server, BUILDER_MEMBER).fresh_code())
+        dialog.get_by_role("button", name="確認する").click()
+        expect(page.locator(".flashes")).to_contain_text("本人確認が完了しました。")
+        htmx_idle(page)
+        page.get_by_role("button", name="送信する").click()
+        expect(page.get_by_text("午後 の見学を受け付けました。")).to_be_visible()
+        link = page.locator(".member-page-body").get_by_role("link", name="二段階認証設定")
+        expect(link).to_have_attribute("href", "/settings/2fa")
+
+    watched = open_page(browser, javascript=True)
+    page = watched.page
+    with evidence_on_failure(watched, server, tmp_path, "forms-answers"):
+        sign_in_with_app(page, server, OPERATOR)
+        page.goto(f"{server.url}/admin/forms")
+        page.get_by_role("link", name="1件").click()
+        expect(page.get_by_role("heading", name="送信内容: 見学会の予約")).to_be_visible()
+        table = page.locator("table")
+        expect(table).to_contain_text("kaito")
+        expect(table).to_contain_text("午後")
+        no_sideways_scroll(page, "the answers")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="CSVでダウンロード").click()
+        text = Path(download.value.path()).read_bytes().decode("utf-8")
+        assert text.startswith("\ufeff")
+        header, row = text.lstrip("\ufeff").splitlines()[:2]
+        assert "ログインID" in header and "人数" in header and "希望の時間帯" in header
+        assert "kaito" in row and "午後" in row and ",3," in row and "はい" in row
