@@ -282,6 +282,23 @@ def run(out: Path, only: set[str], family: str, browser: Browser, server, secret
     shoot(page, "profile")
     page.goto(f"{url}/pages/tfa-guide")
     shoot(page, "member-page")
+    # A form: 入力 with its errors, 確認, サンキュー.
+    page.goto(f"{url}/forms/apply")
+    shoot(page, "form-input")
+    page.get_by_role("button", name="確認する").click()
+    expect(page.locator("#form-errors")).to_be_visible()
+    shoot(page, "form-input-errors")
+    page.get_by_label("コース").select_option("応用コース")
+    page.get_by_label("希望日").fill("2026-12-24")
+    page.get_by_label("人数").fill("2")
+    page.get_by_label("ご要望").fill("駐車場を利用したいです。車椅子で伺います。")
+    page.get_by_label("利用規約に同意する").check()
+    page.get_by_role("button", name="確認する").click()
+    expect(page.locator("#form-answers")).to_be_visible()
+    shoot(page, "form-confirm")
+    page.get_by_role("button", name="送信する").click()
+    expect(page.locator("ol.form-steps [aria-current=step]")).to_be_visible()
+    shoot(page, "form-thanks")
     page.context.close()
 
     # A newcomer sets up an authenticator app: the banner, the QR dialog, the codes.

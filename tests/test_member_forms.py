@@ -659,7 +659,8 @@ def test_listed_open_forms_show_on_my_page_and_in_the_menu(app, client):
     sign_in(app, client)
     home = client.get("/").text
     assert (
-        '<a href="/forms/apply">セミナーのお申し込み</a> <span class="tag">フォーム</span>' in home
+        '<a href="/forms/apply"><span class="listed-title">セミナーのお申し込み '
+        '<span class="tag">フォーム</span></span></a>' in home
     )
     assert "/forms/hidden" not in home and "/forms/closed" not in home
     page = client.get("/forms/apply").text
