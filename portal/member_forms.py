@@ -161,6 +161,14 @@ def loads(text: str) -> Spec:
         ) from None
     except RecursionError:
         raise SpecError("", _("JSONとして読めません（入れ子が深すぎます）。")) from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise SpecError("", _("JSONとして読めません（桁数の多すぎる数値があります）。")) from None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # \ud800 and the like: valid JSON, but no text to store
+        raise SpecError(
+            "", _("JSONとして読めません（文字として使えない \\uD800〜\\uDFFF があります）。")
+        ) from None
     return parse(data)
 
 
@@ -231,7 +239,7 @@ def parse(data: object) -> Spec:
     slug = data.get("slug")
     if not isinstance(slug, str) or not pages.valid_slug(slug):
         raise SpecError("slug", pages.SLUG_INVALID)
-    title = _text(data, "title", "title", limit=MAX_TITLE, required=True)
+    title = _text(data, "title", "title", limit=pages.MAX_TITLE, required=True)
     require = data.get("require_2fa", "off")
     if require not in REQUIRE_2FA:
         raise SpecError("require_2fa", _one_of(REQUIRE_2FA))
@@ -253,9 +261,6 @@ def parse(data: object) -> Spec:
         pages=bodies,
         fields=fields,
     )
-
-
-MAX_TITLE = pages.MAX_TITLE
 
 
 def _fields(raw: object) -> tuple[Field, ...]:
@@ -423,9 +428,6 @@ def sent_counts() -> dict[int, int]:
     return {form_id: count for form_id, count in rows}
 
 
-SLUG_TAKEN = pages.SLUG_TAKEN
-
-
 def save(form: MemberForm | None, spec: Spec, *, by: str) -> MemberForm:
     """Create (``form`` None) or replace a form; its submissions stay. The slug must be
     free (:class:`SpecError` at ``slug`` otherwise, also when another save won the race)."""
@@ -433,7 +435,7 @@ def save(form: MemberForm | None, spec: Spec, *, by: str) -> MemberForm:
     if form is not None:
         query = query.where(MemberForm.id != form.id)
     if db.session.scalar(query) is not None:
-        raise SpecError("slug", SLUG_TAKEN)
+        raise SpecError("slug", pages.SLUG_TAKEN)
     now = utcnow()
     if form is None:
         form = MemberForm(created_at=now, version=0)
@@ -456,7 +458,7 @@ def save(form: MemberForm | None, spec: Spec, *, by: str) -> MemberForm:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise SpecError("slug", SLUG_TAKEN) from None
+        raise SpecError("slug", pages.SLUG_TAKEN) from None
     return form
 
 

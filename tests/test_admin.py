@@ -65,6 +65,8 @@ def admin_urls(app) -> list[tuple[str, str]]:
             .replace("<int:page_id>", "1")
             .replace("<int:terminal_id>", "1")
             .replace("<int:token_id>", "1")
+            .replace("<int:form_id>", "1")
+            .replace("<slug>", "apply")
         )
         for method in sorted((rule.methods or set()) & {"GET", "POST"}):
             found.append((method, url))
