@@ -77,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_LIMIT_RESET_TOKEN": "10 per minute;60 per hour",
     # Every admin-area POST per client address.
     "PORTAL_LIMIT_ADMIN": "60 per minute;1000 per hour",
+    # Member-area form POSTs (入力, 送信する) per member: each writes a row (issue 15).
+    "PORTAL_LIMIT_FORMS": "30 per minute;300 per hour",
     # Admin API (/api/v1/) calls per token, and calls refused for want of a valid token
     # per client address (each refused call is audited, so this bounds the rows too).
     "PORTAL_LIMIT_API": "600 per minute",

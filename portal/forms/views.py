@@ -17,8 +17,9 @@ from flask import abort, current_app, flash, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
+from werkzeug.exceptions import TooManyRequests
 
-from .. import audit, member_forms, messages, notify, sessions, twofactor
+from .. import audit, member_forms, messages, notify, sessions, throttle, twofactor
 from ..member_forms import Field
 from ..models import FormSubmission, MemberForm
 from ..web import policy
@@ -35,6 +36,13 @@ def signed_in_only() -> ResponseReturnValue | None:
     """Every form route, before anything is looked up (OPTIONS too)."""
     if not current_user.is_authenticated:
         return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+    if request.method == "POST":
+        # Each POST stores a draft or a submission: bounded per member, not only by size.
+        key = str(current_user.id)
+        if wait := throttle.hit("PORTAL_LIMIT_FORMS", "form", key):
+            if throttle.first_refusal("form", key):
+                audit.record_request("request.throttled", bucket="form")
+            raise TooManyRequests(retry_after=wait)
     return None
 
 
