@@ -487,9 +487,7 @@ def card_links(html: str) -> list[str]:
         return []
     card = html[html.index('id="member-pages"') :]
     card = card[: card.index("</section>")]
-    return re.findall(
-        r'<a href="/pages/[^"]+"><span class="listed-title">([^<]+)</span></a>', card
-    )
+    return re.findall(r'<a href="/pages/[^"]+"><span class="listed-title">([^<]+)</span></a>', card)
 
 
 def save_page(client, slug, title, *, listed, order="", page_id=None):
