@@ -418,6 +418,15 @@ def listed_forms() -> list[MemberForm]:
     )
 
 
+def sent_count(form: MemberForm) -> int:
+    """How many submissions this form has (sent ones, not drafts)."""
+    return db.session.scalar(
+        db.select(db.func.count())
+        .select_from(FormSubmission)
+        .where(FormSubmission.form_id == form.id, FormSubmission.submitted_at.is_not(None))
+    )
+
+
 def sent_counts() -> dict[int, int]:
     """How many submissions each form has (sent ones, not drafts)."""
     rows = db.session.execute(
@@ -478,7 +487,7 @@ def set_open(form: MemberForm, is_open: bool, *, by: str) -> None:
 
 def delete(form: MemberForm) -> int:
     """Delete the form and its submissions; returns how many were sent."""
-    count = sent_counts().get(form.id, 0)
+    count = sent_count(form)
     db.session.delete(form)
     db.session.commit()
     return count
@@ -573,23 +582,29 @@ def answers_of(submission: FormSubmission) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def shown_answers(form: MemberForm, answers: Mapping[str, str]) -> list[tuple[Field, str]]:
+    """Each field of the form with its answer as people read it (:func:`shown`): the
+    confirm page's list, its ``%form:…%`` keywords and the receipt mail."""
+    return [(f, shown(f, answers.get(f.name, ""))) for f in fields_of(form)]
+
+
 def render_page(
     form: MemberForm,
     page: str,
     member: Member,
     settings_url: str,
-    answers: Mapping[str, str] | None = None,
+    rows: list[tuple[Field, str]] | None = None,
 ) -> Markup:
     """One of the form's three bodies for ``member``: the member keywords always, the
-    answers (escaped; multi-line ones with their line breaks) on confirm and thanks."""
+    answers (``rows`` from :func:`shown_answers`; escaped, multi-line ones with their
+    line breaks) on confirm and thanks."""
     body = {"input": form.input_body, "confirm": form.confirm_body, "thanks": form.thanks_body}[
         page
     ]
     values = pages.member_values(member, settings_url)
-    if page != "input" and answers is not None:
-        for f in fields_of(form):
-            text = escape(shown(f, answers.get(f.name, "")))
-            values[f"%form:{f.name}%"] = str(text).replace("\n", "<br>")
+    if page != "input" and rows is not None:
+        for f, text in rows:
+            values[f"%form:{f.name}%"] = str(escape(text)).replace("\n", "<br>")
     return pages.fill(body, values)
 
 

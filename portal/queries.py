@@ -39,7 +39,9 @@ class MemberFilter:
         return {k: v for k, v in {"q": self.q, "tfa": self.tfa, "method": self.method}.items() if v}
 
 
-def _like(text: str) -> str:
+def like_pattern(text: str) -> str:
+    """``%text%`` for a case-insensitive LIKE (with ``escape="\\"``) that matches the
+    typed text literally: its ``%``, ``_`` and backslashes are escaped."""
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
@@ -51,7 +53,7 @@ def member_select(flt: MemberFilter, after: int | None = None, before: int | Non
     method row below ``after`` for each deep page."""
     stmt = select(Member)
     if flt.q:
-        pattern = _like(flt.q)
+        pattern = like_pattern(flt.q)
         stmt = stmt.where(
             or_(
                 Member.login_key.like(pattern, escape="\\"),

@@ -31,7 +31,7 @@ from .. import audit, member_forms
 from ..extensions import db
 from ..member_forms import Field, SpecError
 from ..models import FormSubmission, MemberForm
-from ..queries import BAD_DATE, DATES_REVERSED, audit_filter_from
+from ..queries import BAD_DATE, DATES_REVERSED, audit_filter_from, like_pattern
 from ..web.dialogs import dialog
 from ..web.htmx import is_htmx, redirect_to, render
 from . import bp
@@ -126,7 +126,7 @@ def form_delete(form_id: int) -> ResponseReturnValue:
         form=posted,
         action=here,
         member_form=form,
-        count=member_forms.sent_counts().get(form.id, 0),
+        count=member_forms.sent_count(form),
     )
 
 
@@ -412,17 +412,12 @@ def _filter_args() -> dict[str, str]:
     }
 
 
-def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _select(form: MemberForm, flt: SubmissionFilter):
     stmt = db.select(FormSubmission).where(
         FormSubmission.form_id == form.id, FormSubmission.submitted_at.is_not(None)
     )
     if flt.q:
-        pattern = _like(flt.q)
+        pattern = like_pattern(flt.q)
         stmt = stmt.where(
             or_(
                 func.lower(FormSubmission.login_id).like(pattern, escape="\\"),
@@ -474,10 +469,7 @@ def _iter(form: MemberForm, flt: SubmissionFilter, batch: int = 500) -> Iterator
 
 
 def _context(form: MemberForm, flt: SubmissionFilter, errors: dict[str, str]) -> dict:
-    before = id_arg("before")
-    if before is not None and before > 2**63 - 1:
-        before = None
-    rows, next_before = _page(form, flt, before, PAGE_SIZE)
+    rows, next_before = _page(form, flt, id_arg("before"), PAGE_SIZE)
     return {
         "member_form": form,
         "fields": member_forms.fields_of(form),
@@ -486,7 +478,7 @@ def _context(form: MemberForm, flt: SubmissionFilter, errors: dict[str, str]) ->
         "args": _filter_args(),
         "errors": errors,
         "shown": member_forms.shown,
-        "count": member_forms.sent_counts().get(form.id, 0),
+        "count": member_forms.sent_count(form),
     }
 
 

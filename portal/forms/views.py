@@ -98,11 +98,10 @@ def show(slug: str) -> ResponseReturnValue:
             ):
                 draft = member_forms.start_draft(form, member(), answers, now)
             return redirect_to(url_for("forms.confirm", slug=form.slug, draft_id=draft.id))
-    elif draft is not None and draft.submitted_at is None:
+    elif draft is not None:  # 戻る: only an unsent draft of the member's is found
         answers = member_forms.answers_of(draft)
     else:
         answers = {}
-        draft = None
     return render_template(
         "forms/input.html",
         form=form,
@@ -124,10 +123,6 @@ def _draft_arg(form: MemberForm) -> FormSubmission | None:
         return None
     row = member_forms.own_submission(form, member(), int(raw))
     return row if row is not None and row.submitted_at is None else None
-
-
-def _rows(fields: tuple[Field, ...], answers: dict[str, str]) -> list[tuple[Field, str]]:
-    return [(f, member_forms.shown(f, answers.get(f.name, ""))) for f in fields]
 
 
 def _proof() -> tuple[bool, datetime | None]:
@@ -160,6 +155,7 @@ def confirm(slug: str, draft_id: int) -> ResponseReturnValue:
     has_two_factor, proved = _proof()
     step_up = member_forms.needs_step_up(form, proved, now)
     here = url_for("forms.confirm", slug=form.slug, draft_id=draft.id)
+    rows = member_forms.shown_answers(form, member_forms.answers_of(draft))
     csrf = ActionForm()
     if csrf.validate_on_submit():
         if step_up:
@@ -177,20 +173,18 @@ def confirm(slug: str, draft_id: int) -> ResponseReturnValue:
             submission_id=draft.id,
             stepped_up=stepped_up,
         )
-        if _send_receipt(form, draft):
+        if _send_receipt(form, rows):
             flash(_("受付内容をメールでお送りしました。"))
         return redirect_to(url_for("forms.thanks", slug=form.slug, submission_id=draft.id))
-    answers = member_forms.answers_of(draft)
-    fields = member_forms.fields_of(form)
     return render_template(
         "forms/confirm.html",
         form=form,
-        rows=_rows(fields, answers),
+        rows=rows,
         draft=draft,
         csrf=csrf,
         action=here,
         step_up=step_up,
-        body=member_forms.render_page(form, "confirm", member(), _settings_url(), answers),
+        body=member_forms.render_page(form, "confirm", member(), _settings_url(), rows),
     )
 
 
@@ -213,26 +207,23 @@ def thanks(slug: str, submission_id: int) -> ResponseReturnValue:
     sent = _own(form, submission_id)
     if sent.submitted_at is None:
         return redirect_to(url_for("forms.confirm", slug=form.slug, draft_id=sent.id))
-    answers = member_forms.answers_of(sent)
+    rows = member_forms.shown_answers(form, member_forms.answers_of(sent))
     return render_template(
         "forms/thanks.html",
         form=form,
         sent=sent,
-        body=member_forms.render_page(form, "thanks", member(), _settings_url(), answers),
+        body=member_forms.render_page(form, "thanks", member(), _settings_url(), rows),
     )
 
 
-def _send_receipt(form: MemberForm, sent: FormSubmission) -> bool:
-    """The receipt mail with the answers; a failed send never undoes the submission."""
+def _send_receipt(form: MemberForm, rows: list[tuple[Field, str]]) -> bool:
+    """The receipt mail with the answers sent; a failed send never undoes the
+    submission."""
     m = member()
     if not m.email:
         return False
-    answers = member_forms.answers_of(sent)
-    rows = [
-        (f.label, member_forms.shown(f, answers.get(f.name, "")) or _("（未入力）"))
-        for f in member_forms.fields_of(form)
-    ]
-    title, text = messages.form_receipt(m, form.title, rows, sessions.now())
+    listed = [(f.label, text or _("（未入力）")) for f, text in rows]
+    title, text = messages.form_receipt(m, form.title, listed, sessions.now())
     try:
         notify.send_email(m.email, title, text)
     except notify.DeliveryError:
