@@ -335,6 +335,34 @@ def sign_in_with_app(page: Page, server, member: MemberSpec) -> None:
     submit_code(page, server, app_of(server, member).fresh_code())
 
 
+# --- a form to walk ---------------------------------------------------------------------------
+
+
+def form_answered(member, by: str, slug: str, form=None, note: str = "") -> tuple:
+    """In the server's app context: the example form (docs/examples/apply-form.json)
+    under ``slug`` (made unless ``form`` is given), with a draft of the member's (its
+    confirm page) and a sent submission (its thank-you page and the operator's list).
+    Returns the form, the draft's id and the submission's id."""
+    import json
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from portal import member_forms
+
+    if form is None:
+        example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "apply-form.json"
+        data = json.loads(example.read_text(encoding="utf-8")) | {"slug": slug}
+        form = member_forms.save(None, member_forms.parse(data), by=by)
+    now = datetime.now(UTC)
+    answers = {"course": "応用コース", "date": "2026-12-24", "people": "2", "agree": "1"}
+    if note:
+        answers |= {"phone": "090-1234-5678", "note": note}
+    draft = member_forms.start_draft(form, member, answers, now)
+    sent = member_forms.start_draft(form, member, answers, now)
+    member_forms.submit(sent, now, second_step_at=now, stepped_up=True)
+    return form, draft.id, sent.id
+
+
 # --- the walk over every page ---------------------------------------------------------------
 
 # GET routes a person never looks at (files, the load balancers' JSON probe, and the

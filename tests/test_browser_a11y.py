@@ -12,12 +12,10 @@ to LANGUAGES is all it takes to check it too."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from axe_helpers import AXE_VERSION, WCAG, assert_accessible, axe_results, load_axe, unexplained
@@ -28,6 +26,7 @@ from browser_helpers import (
     app_of,
     current_step,
     evidence_on_failure,
+    form_answered,
     htmx_idle,
     language_context,
     mailed_code,
@@ -192,30 +191,14 @@ def arrange(live, casts: list[Cast]) -> None:
         live.page_id = page.id
         live.terminal_id = devices.mark_terminal("受付のパソコン", "chief", now)[1].id
         live.api_token_id = api_tokens.create("人事システム", "read", by="chief", now=now)[1].id
-        form_of = {}
+        form = None
         live.draft_ids, live.submission_ids = {}, {}
         for cast in casts:
-            ids = seed_form(members.find(cast.member.login_id), "chief", form_of)
-            live.form_id, live.draft_ids[cast.lang], live.submission_ids[cast.lang] = ids
+            form, live.draft_ids[cast.lang], live.submission_ids[cast.lang] = form_answered(
+                members.find(cast.member.login_id), "chief", PAGE_SLUG, form
+            )
+        live.form_id = form.id
     live.secrets = app_secrets(live)
-
-
-def seed_form(member, by: str, made: dict) -> tuple[int, int, int]:
-    """The example form under the page's slug (made once), with a draft of the
-    member's (its confirm page) and a sent submission (its thank-you page)."""
-    from portal import member_forms
-
-    if "form" not in made:
-        example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "apply-form.json"
-        data = json.loads(example.read_text(encoding="utf-8")) | {"slug": PAGE_SLUG}
-        made["form"] = member_forms.save(None, member_forms.parse(data), by=by)
-    form = made["form"]
-    now = datetime.now(UTC)
-    answers = {"course": "応用コース", "date": "2026-12-24", "people": "2", "agree": "1"}
-    draft = member_forms.start_draft(form, member, answers, now)
-    sent = member_forms.start_draft(form, member, answers, now)
-    member_forms.submit(sent, now, second_step_at=now, stepped_up=True)
-    return form.id, draft.id, sent.id
 
 
 def share(endpoint: str) -> str:

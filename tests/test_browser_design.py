@@ -20,6 +20,7 @@ from browser_helpers import (
     app_of,
     current_step,
     evidence_on_failure,
+    form_answered,
     read_secret,
     route_urls,
 )
@@ -85,40 +86,19 @@ def server(tmp_path_factory):
             db.session.add(key)
             db.session.commit()
             live.key_id = key.id
-            live.form_id, live.draft_id, live.submission_id = seed_form(
-                members_module.find(MEMBER.login_id), OPERATOR.login_id
+            form, live.draft_id, live.submission_id = form_answered(
+                members_module.find(MEMBER.login_id),
+                OPERATOR.login_id,
+                PAGE_SLUG,
+                note="駐車場を利用したいです。" * 8,
             )
+            live.form_id = form.id
         live.step = current_step()  # enrol() used the current step of every app
         yield live
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def seed_form(member, by: str) -> tuple[int, int, int]:
-    """The example form under the page's slug, with a draft of the member's (its confirm
-    page) and a sent submission (its thank-you page and the operator's list)."""
-    import json
-    from pathlib import Path
-
-    from portal import member_forms
-
-    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "apply-form.json"
-    data = json.loads(example.read_text(encoding="utf-8")) | {"slug": PAGE_SLUG}
-    form = member_forms.save(None, member_forms.parse(data), by=by)
-    answers = {
-        "course": "応用コース",
-        "date": "2026-12-24",
-        "people": "2",
-        "phone": "090-1234-5678",
-        "note": "駐車場を利用したいです。" * 8,
-        "agree": "1",
-    }
-    draft = member_forms.start_draft(form, member, answers, _now())
-    sent = member_forms.start_draft(form, member, answers, _now())
-    member_forms.submit(sent, _now(), second_step_at=_now(), stepped_up=True)
-    return form.id, draft.id, sent.id
 
 
 def phone_page(browser: Browser, *, javascript: bool = True) -> Watched:
