@@ -184,6 +184,14 @@ def seed(server) -> dict[str, str]:
     return secrets
 
 
+# Longer than the submissions list shows (its detail page has it whole).
+LONG_NOTE = (
+    "車椅子で参加します。会場の入口から席までの段差の有無と、エレベーターの場所を"
+    "事前に教えていただけますか。\n当日は介助者が一名同行します。介助者の席も隣に"
+    "用意していただけると助かります。"
+)
+
+
 def seed_forms(rng: random.Random, now: datetime) -> None:
     """The example form (docs/examples/apply-form.json) with a few submissions, for the
     admin's form pages."""
@@ -198,7 +206,7 @@ def seed_forms(rng: random.Random, now: datetime) -> None:
             "date": (now + timedelta(days=14 + i)).date().isoformat(),
             "people": str(rng.randint(1, 4)),
             "phone": f"090-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}",
-            "note": ("", "駐車場を利用したいです。", "")[i % 3],
+            "note": ("", "駐車場を利用したいです。", LONG_NOTE)[i % 3],
             "agree": "1",
         }
         draft = member_forms.start_draft(form, members.find(login_id), answers, when)
@@ -381,6 +389,9 @@ def run(out: Path, only: set[str], family: str, browser: Browser, server, secret
     shoot(page, "admin-forms")
     page.goto(f"{url}/admin/forms/apply/submissions")
     shoot(page, "admin-form-submissions")
+    page.locator("#submission-table tbody tr", has_text="…").first.locator("a").click()
+    expect(page.locator("#submission-answers")).to_be_visible()
+    shoot(page, "admin-form-submission")
     page.goto(f"{url}/admin/forms")
     page.get_by_role("link", name="編集").first.click()
     expect(page.locator("#form-editor")).to_be_visible()

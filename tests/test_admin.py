@@ -67,6 +67,7 @@ def admin_urls(app) -> list[tuple[str, str]]:
             .replace("<int:token_id>", "1")
             .replace("<int:form_id>", "1")
             .replace("<slug>", "apply")
+            .replace("<int:submission_id>", "1")
         )
         for method in sorted((rule.methods or set()) & {"GET", "POST"}):
             found.append((method, url))

@@ -435,7 +435,9 @@ def test_submissions_list(app, admin_client, submitted):
 
 
 def submission_rows(response) -> list[str]:
-    return re.findall(r'<tr id="submission-\d+">\s*<td>[^<]*</td>\s*<td>(\w+)', response.text)
+    return re.findall(
+        r'<tr id="submission-\d+">\s*<td><a href="[^"]+">[^<]*</a></td>\s*<td>(\w+)', response.text
+    )
 
 
 def test_submission_filters(app, admin_client, submitted):
@@ -480,6 +482,70 @@ def test_submissions_are_paged_newest_first(app, admin_client, monkeypatch):
     for bad in ("x", "99999999", "9" * 30):
         response = admin_client.get(f"/admin/forms/apply/submissions?before={bad}")
         assert response.status_code == 200
+
+
+def test_long_answers_are_shortened_in_the_list_and_whole_in_the_detail(app, admin_client):
+    form_id = make_form(app)
+    long_note = "長い要望。" * 60 + "<script>alert(1)</script>"  # 325 characters
+    sent = send(app, form_id, "alice", APPLY | {"note": long_note}, stepped_up=True)
+    short = send(app, form_id, "bob", APPLY | {"note": "短い要望"})
+    listed = admin_client.get("/admin/forms/apply/submissions").text
+    assert long_note not in listed and "&lt;script&gt;" not in listed
+    assert "長い要望。" * 15 + "長い要望…" in listed  # the first 80 characters, the last one "…"
+    assert "長い回答は先頭の80文字を表示しています。" in listed
+    detail_url = f"/admin/forms/apply/submissions/{sent}"
+    assert f'<a href="{detail_url}">' in listed
+    assert f'<a href="/admin/forms/apply/submissions/{short}">' in listed
+
+    detail = admin_client.get(detail_url)
+    assert detail.status_code == 200
+    html = detail.text
+    assert "長い要望。" * 60 + "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert" not in html
+    assert '<a href="/admin/members/alice">alice</a>' in html
+    assert "<dt>送信前の二段階認証</dt><dd>はい</dd>" in html
+    assert "<dt>利用規約に同意する</dt>\n    <dd>はい</dd>" in html
+    assert "この送信のあと、フォームが変更されています。" not in html
+    # Nothing was shortened on a page of short answers: no note about it.
+    with app.app_context():
+        db.session.delete(db.session.get(FormSubmission, sent))
+        db.session.commit()
+    assert "長い回答は" not in admin_client.get("/admin/forms/apply/submissions").text
+
+
+def test_the_detail_after_the_form_and_the_member_changed(app, admin_client):
+    form_id = make_form(app)
+    sent = send(app, form_id, "carol", APPLY | {"note": "窓側の席"})
+    data = json.loads(EXAMPLE)
+    data["fields"] = [f for f in data["fields"] if f["name"] != "note"]
+    with app.app_context():
+        member_forms.save(member_forms.find("apply"), member_forms.parse(data), by="boss")
+        db.session.delete(members.find("carol"))
+        db.session.commit()
+    html = admin_client.get(f"/admin/forms/apply/submissions/{sent}").text
+    assert "この送信のあと、フォームが変更されています。" in html
+    assert '<dt>note <span class="help">（削除された項目）</span></dt>' in html
+    assert "窓側の席" in html
+    assert 'carol <span class="help">（削除されたメンバー）</span>' in html
+    assert 'href="/admin/members/carol"' not in html
+
+
+def test_a_draft_or_another_forms_submission_has_no_detail(app, admin_client):
+    form_id = make_form(app)
+    other_id = make_form(app, slug="other")
+    theirs = send(app, other_id, "bob", APPLY)
+    with app.app_context():
+        form = db.session.get(MemberForm, form_id)
+        draft = member_forms.start_draft(form, members.find("bob"), APPLY, datetime.now(UTC)).id
+    assert admin_client.get(f"/admin/forms/other/submissions/{theirs}").status_code == 200
+    for url in (
+        f"/admin/forms/apply/submissions/{theirs}",  # sent, but to the other form
+        f"/admin/forms/apply/submissions/{draft}",  # not sent
+        "/admin/forms/apply/submissions/99",
+        "/admin/forms/apply/submissions/99999999999999999999",
+        f"/admin/forms/nope/submissions/{theirs}",
+    ):
+        assert admin_client.get(url).status_code == 404, url
 
 
 def read_csv(response) -> list[list[str]]:
@@ -542,7 +608,7 @@ def test_export_audit_row_in_words(app, admin_client, submitted):
 # --- who may do what ------------------------------------------------------------------------
 
 
-def admin_urls(form_id: int) -> list[tuple[str, str]]:
+def admin_urls(form_id: int, submission_id: int = 1) -> list[tuple[str, str]]:
     return [
         ("GET", "/admin/forms"),
         ("GET", "/admin/forms/new"),
@@ -555,6 +621,7 @@ def admin_urls(form_id: int) -> list[tuple[str, str]]:
         ("GET", f"/admin/forms/{form_id}/export.json"),
         ("GET", "/admin/forms/apply/submissions"),
         ("GET", "/admin/forms/apply/submissions.csv"),
+        ("GET", f"/admin/forms/apply/submissions/{submission_id}"),
     ]
 
 
@@ -566,17 +633,22 @@ def test_every_form_admin_url_is_covered(app):
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     listed = {
-        (method, re.sub(r"/1/", "/<int:form_id>/", url).replace("/apply/", "/<slug>/"))
-        for method, url in admin_urls(1)
+        (
+            method,
+            re.sub(r"/1/", "/<int:form_id>/", url)
+            .replace("/apply/", "/<slug>/")
+            .replace("/submissions/2", "/submissions/<int:submission_id>"),
+        )
+        for method, url in admin_urls(1, submission_id=2)
     }
     assert rules == listed
 
 
 def test_members_who_are_not_operators_get_403_everywhere(app, client, member, auth):
     form_id = make_form(app)
-    send(app, form_id, "bob", APPLY)
+    sent = send(app, form_id, "bob", APPLY)
     auth.login()
-    for method, url in admin_urls(form_id):
+    for method, url in admin_urls(form_id, sent):
         data = editor_data(title="hacked", open="0") if method == "POST" else None
         response = client.open(url, method=method, data=data)
         assert response.status_code == 403, (method, url)

@@ -30,7 +30,7 @@ from sqlalchemy import and_, func, or_
 from .. import audit, member_forms
 from ..extensions import db
 from ..member_forms import Field, SpecError
-from ..models import FormSubmission, MemberForm
+from ..models import FormSubmission, Member, MemberForm
 from ..queries import BAD_DATE, DATES_REVERSED, audit_filter_from, like_pattern
 from ..web.dialogs import dialog
 from ..web.htmx import is_htmx, redirect_to, render
@@ -42,6 +42,9 @@ from .forms import DeleteFormForm, FormEditorForm, FormOpenForm
 LENGTH_TYPES = ("text", "textarea", "email", "tel", "number")
 OP_RE = re.compile(r"(up|down|remove)-(\d{1,2})")
 ROW_KEYS = ("name", "label", "type", "max_length", "choices", "help")
+# How much of an answer the submissions list shows: a page of 50 rows stays small
+# whatever the members typed (the detail page and the CSV have every answer whole).
+ANSWER_CHARS = 80
 
 
 def _form_or_404(form_id: int) -> MemberForm:
@@ -470,14 +473,22 @@ def _iter(form: MemberForm, flt: SubmissionFilter, batch: int = 500) -> Iterator
 
 def _context(form: MemberForm, flt: SubmissionFilter, errors: dict[str, str]) -> dict:
     rows, next_before = _page(form, flt, id_arg("before"), PAGE_SIZE)
+    fields = member_forms.fields_of(form)
+    submissions = [(s, member_forms.answers_of(s)) for s in rows]
     return {
         "member_form": form,
-        "fields": member_forms.fields_of(form),
-        "submissions": [(s, member_forms.answers_of(s)) for s in rows],
+        "fields": fields,
+        "submissions": submissions,
+        "shortened": any(
+            len(member_forms.shown(f, answers.get(f.name, ""))) > ANSWER_CHARS
+            for _s, answers in submissions
+            for f in fields
+        ),
         "next_before": next_before,
         "args": _filter_args(),
         "errors": errors,
         "shown": member_forms.shown,
+        "answer_chars": ANSWER_CHARS,
         "count": member_forms.sent_count(form),
     }
 
@@ -490,6 +501,31 @@ def form_submissions(slug: str) -> ResponseReturnValue:
         "admin/form_submissions.html",
         "admin/_form_submissions_results.html",
         **_context(form, flt, errors),
+    )
+
+
+@bp.route("/forms/<slug>/submissions/<int:submission_id>")
+def form_submission(slug: str, submission_id: int) -> ResponseReturnValue:
+    """One submission in full: the list shortens long answers so that a page of them
+    stays small. Answers to fields removed since are shown under their names. A draft,
+    or a submission of another form, answers 404 like an unknown id."""
+    form = _slug_or_404(slug)
+    submission = (
+        db.session.get(FormSubmission, submission_id) if submission_id <= 2**63 - 1 else None
+    )
+    if submission is None or submission.form_id != form.id or submission.submitted_at is None:
+        abort(404)
+    answers = member_forms.answers_of(submission)
+    rows = member_forms.shown_answers(form, answers)
+    names = {f.name for f, _value in rows}
+    return render_template(
+        "admin/form_submission.html",
+        member_form=form,
+        s=submission,
+        rows=rows,
+        removed=[(key, value) for key, value in answers.items() if key not in names],
+        # The member as they are now (None once deleted): the list keeps who sent it.
+        member=db.session.get(Member, submission.member_id) if submission.member_id else None,
     )
 
 
