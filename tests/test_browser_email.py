@@ -120,7 +120,8 @@ def resend_without_navigation(page: Page, server) -> None:
     assert 0 < seconds <= 60, seconds
     page.wait_for_timeout(2_500)
     later = int(RESEND_WAIT.fullmatch(wait.inner_text()).group(1))
-    assert seconds - 4 <= later <= seconds - 2, (seconds, later)
+    # A busy machine may deliver fewer of the once-a-second ticks, or read it later.
+    assert seconds - 10 <= later < seconds, (seconds, later)
 
 
 # --- the tests ----------------------------------------------------------------------------

@@ -305,7 +305,7 @@ def test_gateway_timeout_is_handled(app, client, member, sms_gateway):
     sms_gateway.mode = "hang"
     started = time.monotonic()
     response = client.post("/settings/2fa/sms/send", headers=HX)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5  # the 1 s timeout, not the gateway's hang
     assert "SMSを送信できませんでした。" in response.text
 
 

@@ -191,7 +191,7 @@ def test_silent_smtp_server_times_out(make_app) -> None:
             notify.send_email("taro@example.com", SUBJECT, TEXT)
         elapsed = time.monotonic() - start
 
-    assert 0.9 <= elapsed < 2.0
+    assert 0.9 <= elapsed < 5  # MAIL_TIMEOUT=1: far from hanging, with room for a busy machine
 
 
 # --- SMS ----------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_hanging_gateway_times_out_after_one_attempt(
         notify.send_sms(PHONE, SMS_TEXT)
     elapsed = time.monotonic() - start
 
-    assert 0.9 <= elapsed < 2.0  # PORTAL_SMS_TIMEOUT=1, plus a margin
+    assert 0.9 <= elapsed < 5  # PORTAL_SMS_TIMEOUT=1, plus room for a busy machine
     assert len(sms_gateway.requests) == 1
 
 

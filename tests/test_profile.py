@@ -270,11 +270,11 @@ def test_a_pending_email_change_shows_the_address_as_typed_with_resend_and_cance
     page = client.get("/settings/profile").text
     assert "new.address@example.org に送信した確認コードを入力すると" in page
     assert ">再送</button>" in page and ">取り消す</button>" in page
-    assert re.search(r'class="help countdown" data-countdown="(60|59)"', page)
+    assert re.search(r'class="help countdown" data-countdown="(60|5\d)"', page)
     too_soon = client.post(
         "/settings/profile/resend", data={"kind": "email"}, follow_redirects=True
     )
-    assert re.search(r"あと(60|59)秒で再送できます。", too_soon.text)
+    assert re.search(r"あと(60|5\d)秒で再送できます。", too_soon.text)
     assert 'class="flash flash-error"' not in too_soon.text
     assert len(mails_with(smtp_server, "連絡先変更の確認コード")) == 1
     later = datetime.now(UTC) + timedelta(seconds=61)
@@ -357,6 +357,6 @@ def test_a_second_change_within_the_minute_says_it_was_not_taken(app, client, me
     post_profile(client, email="first@example.org", current_password=PASSWORD)
     again = post_profile(client, email="second@example.org", current_password=PASSWORD)
     page = client.get(again.location).text
-    assert re.search(r"あと(60|59)秒待ってから、もう一度保存してください。", page)
+    assert re.search(r"あと(60|5\d)秒待ってから、もう一度保存してください。", page)
     assert "first@example.org に送信した確認コード" in page  # the pending change stays
     assert len(mails_with(smtp_server, "連絡先変更の確認コード")) == 1

@@ -93,8 +93,8 @@ def test_one_app_code_sent_by_two_browsers_at_once_signs_in_once(
     _, totp_obj, _ = member_with_totp
     first, second = pending_client(app), pending_client(app)
     code = totp_obj.now()
-    held, release = threading.Event(), threading.Event()
-    real_success = lockout.record_success
+    held, second_counting, release = threading.Event(), threading.Event(), threading.Event()
+    real_success, real_reserve = lockout.record_success, lockout.reserve
     lock = threading.Lock()
 
     def held_success(member, now, **options):
@@ -105,12 +105,19 @@ def test_one_app_code_sent_by_two_browsers_at_once_signs_in_once(
             release.wait(TIMEOUT)  # the spent step is written, not yet committed
         return real_success(member, now, **options)
 
+    def reserve(*args, **options):
+        if held.is_set():
+            second_counting.set()  # it has read its pending sign-in: the race is on
+        return real_reserve(*args, **options)
+
     monkeypatch.setattr(lockout, "record_success", held_success)
+    monkeypatch.setattr(lockout, "reserve", reserve)
     won, lost = race(
         lambda: first.post("/login/verify", data={"code": code}),
         lambda: second.post("/login/verify", data={"code": code}),
         held,
         release,
+        arrived=second_counting,
     )
     assert won.status_code == 302 and won.location == "/", won.text[:500]
     assert lost.status_code == 200 and WRONG in lost.text
