@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import PASSWORD, extract_csrf
+from markupsafe import escape
 
 from portal import member_forms, members
 from portal.extensions import db
@@ -487,13 +488,15 @@ def test_submissions_are_paged_newest_first(app, admin_client, monkeypatch):
 
 def test_long_answers_are_shortened_in_the_list_and_whole_in_the_detail(app, admin_client):
     form_id = make_form(app)
-    long_note = "長い要望。" * 60 + "<script>alert(1)</script>"  # 325 characters
+    long_note = "<b>太字</b>" + "長い要望。" * 60 + "<script>alert(1)</script>"
     sent = send(app, form_id, "alice", APPLY | {"note": long_note}, stepped_up=True)
     short = send(app, form_id, "bob", APPLY | {"note": "短い要望"})
     listed = admin_client.get("/admin/forms/apply/submissions").text
-    assert long_note not in listed and "&lt;script&gt;" not in listed
-    assert "長い要望。" * 15 + "長い要望…" in listed  # the first 80 characters, the last one "…"
-    assert "長い回答は先頭の80文字を表示しています。" in listed
+    assert long_note not in listed and "<b>" not in listed
+    # 80 characters at most: the first 79, then "…"; escaped like every answer.
+    assert str(escape(long_note[:79] + "…")) in listed
+    assert "&lt;b&gt;太字&lt;/b&gt;長い要望。" in listed and "&lt;script&gt;" not in listed
+    assert "長い回答は80文字までに短くして表示しています。" in listed
     detail_url = f"/admin/forms/apply/submissions/{sent}"
     assert f'<a href="{detail_url}">' in listed
     assert f'<a href="/admin/forms/apply/submissions/{short}">' in listed
@@ -501,8 +504,8 @@ def test_long_answers_are_shortened_in_the_list_and_whole_in_the_detail(app, adm
     detail = admin_client.get(detail_url)
     assert detail.status_code == 200
     html = detail.text
-    assert "長い要望。" * 60 + "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<script>alert" not in html
+    assert str(escape(long_note)) in html
+    assert "<script>alert" not in html and "<b>" not in html
     assert '<a href="/admin/members/alice">alice</a>' in html
     assert "<dt>送信前の二段階認証</dt><dd>はい</dd>" in html
     assert "<dt>利用規約に同意する</dt>\n    <dd>はい</dd>" in html
@@ -512,6 +515,40 @@ def test_long_answers_are_shortened_in_the_list_and_whole_in_the_detail(app, adm
         db.session.delete(db.session.get(FormSubmission, sent))
         db.session.commit()
     assert "長い回答は" not in admin_client.get("/admin/forms/apply/submissions").text
+
+
+def test_eighty_characters_are_shown_whole_and_eighty_one_are_cut(app, admin_client):
+    form_id = make_form(app)
+    whole, cut = "あ" * 80, "い" * 81
+    send(app, form_id, "alice", APPLY | {"note": whole})
+    listed = admin_client.get("/admin/forms/apply/submissions").text
+    assert f">{whole}</td>" in listed and "長い回答は" not in listed
+    send(app, form_id, "bob", APPLY | {"note": cut})
+    listed = admin_client.get("/admin/forms/apply/submissions").text
+    assert f">{'い' * 79}…</td>" in listed and cut not in listed
+    assert f">{whole}</td>" in listed and "長い回答は" in listed
+
+
+def test_the_detail_keeps_the_lists_filters_for_the_way_back(app, admin_client, submitted):
+    listed = admin_client.get("/admin/forms/apply/submissions?q=bob&stepped_up=yes").text
+    detail_url = re.search(r'<a href="(/admin/forms/apply/submissions/\d+\?[^"]+)"', listed)[1]
+    detail_url = detail_url.replace("&amp;", "&")
+    assert "q=bob" in detail_url and "stepped_up=yes" in detail_url
+    html = admin_client.get(detail_url).text
+    assert re.search(
+        r'<a href="/admin/forms/apply/submissions\?[^"]*q=bob[^"]*">送信内容の一覧へ', html
+    )
+
+
+def test_the_detail_names_a_renamed_member_as_they_are_now(app, admin_client):
+    form_id = make_form(app)
+    sent = send(app, form_id, "bob", APPLY)
+    with app.app_context():
+        members.find("bob").login_id = "robert"
+        db.session.commit()
+    html = admin_client.get(f"/admin/forms/apply/submissions/{sent}").text
+    assert '<a href="/admin/members/robert">robert</a>' in html
+    assert "（送信時: bob）" in html
 
 
 def test_the_detail_after_the_form_and_the_member_changed(app, admin_client):

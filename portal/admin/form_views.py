@@ -526,6 +526,7 @@ def form_submission(slug: str, submission_id: int) -> ResponseReturnValue:
         removed=[(key, value) for key, value in answers.items() if key not in names],
         # The member as they are now (None once deleted): the list keeps who sent it.
         member=db.session.get(Member, submission.member_id) if submission.member_id else None,
+        args=_filter_args(),  # the list's filters, for the way back
     )
 
 
