@@ -77,7 +77,7 @@ def api_token_new() -> ResponseReturnValue:
                     close_url=back,
                 )
             )
-    errors = {field.name: field.errors[0] for field in form if field.errors}
+    errors = form.first_errors()
     return dialog("admin/_api_token_new.html", form=form, action=here, back=back, errors=errors)
 
 

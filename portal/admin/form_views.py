@@ -331,9 +331,8 @@ def _editor(form: MemberForm | None, here: str) -> ResponseReturnValue:
                 )
                 flash(_("フォーム「%(title)s」を保存しました。", title=saved.title))
                 return redirect_to(url_for("admin.forms_list"))
-        for name, field in editor._fields.items():
-            if field.errors:
-                problems.fields.setdefault(name, str(field.errors[0]))
+        for name, message in editor.first_errors().items():
+            problems.fields.setdefault(name, message)
     context = {
         "form": editor,
         "member_form": form,

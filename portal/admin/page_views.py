@@ -27,10 +27,6 @@ def _page_or_404(page_id: int) -> MemberPage:
     return page
 
 
-def _first_errors(form: PageForm) -> dict[str, str]:
-    return {name: field.errors[0] for name, field in form._fields.items() if field.errors}
-
-
 @bp.route("/pages")
 def pages_list() -> ResponseReturnValue:
     return render_template("admin/pages.html", pages=pages.all_pages())
@@ -66,7 +62,7 @@ def _editor(page: MemberPage | None, here: str) -> ResponseReturnValue:
             flash(_("メンバーページ「%(title)s」を保存しました。", title=saved.title))
             return redirect_to(url_for("admin.pages_list"))
     return render_template(
-        "admin/page_form.html", form=form, page=page, action=here, errors=_first_errors(form)
+        "admin/page_form.html", form=form, page=page, action=here, errors=form.first_errors()
     )
 
 

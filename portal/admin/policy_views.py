@@ -81,11 +81,7 @@ def policy_page() -> ResponseReturnValue:
         return ask_for_second_step(url_for("admin.policy_page"))
     form = PolicyForm()
     if not form.validate_on_submit():
-        return _page(
-            form,
-            {name: field.errors[0] for name, field in form._fields.items() if field.errors},
-            400,
-        )
+        return _page(form, form.first_errors(), 400)
     clean, errors = rules.validate(_raw(form), path_exists=policy.landing_exists)
     if errors:
         return _page(form, errors, 400)

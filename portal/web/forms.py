@@ -45,6 +45,10 @@ class PortalForm(FlaskForm):
                 valid = False
         return valid
 
+    def first_errors(self) -> dict[str, str]:
+        """Each failing field's first error, by field name: one message beside a field."""
+        return {name: str(field.errors[0]) for name, field in self._fields.items() if field.errors}
+
 
 class ActionForm(PortalForm):
     """A POST with nothing but the CSRF token."""
