@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_pgettext
@@ -21,6 +23,9 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import member_forms, pages
 from ..web.forms import PortalForm
+
+if TYPE_CHECKING:
+    from flask_babel.speaklater import LazyString
 
 
 def _strip(value: str | None) -> str | None:
@@ -46,18 +51,44 @@ def _order_text(value: str | None) -> str | None:
     return unicodedata.normalize("NFKC", value).strip() if isinstance(value, str) else value
 
 
-def _menu_order(form: PortalForm, field: StringField) -> None:
-    """Blank means 0; otherwise a whole number 0–999."""
-    text = field.data if isinstance(field.data, str) else str(field.data or "")
-    # The length first: int() of thousands of digits raises (Python's digit limit).
-    fits = len(text) <= len(str(pages.MAX_MENU_ORDER))
-    if text and not (
-        fits and text.isascii() and text.isdigit() and int(text) <= pages.MAX_MENU_ORDER
-    ):
-        raise ValidationError(_l("表示順は0〜999の数字で入力してください。"))
+def _whole_number(most: int, message: LazyString) -> Callable[[PortalForm, StringField], None]:
+    """A validator: blank means 0; otherwise a whole number from 0 to ``most``."""
+
+    def check(form: PortalForm, field: StringField) -> None:
+        text = field.data if isinstance(field.data, str) else str(field.data or "")
+        # The length first: int() of thousands of digits raises (Python's digit limit).
+        fits = len(text) <= len(str(most))
+        if text and not (fits and text.isascii() and text.isdigit() and int(text) <= most):
+            raise ValidationError(message)
+
+    return check
 
 
-class PageForm(PortalForm):
+_menu_order = _whole_number(pages.MAX_MENU_ORDER, _l("表示順は0〜999の数字で入力してください。"))
+
+
+def _menu_order_field() -> StringField:
+    """表示順, the same on a member page and a form (they share the menu)."""
+    return StringField(
+        _l("表示順（0〜999、小さい順に表示）"),
+        default="0",
+        filters=[_order_text],
+        validators=[_menu_order],
+        render_kw={"inputmode": "numeric", "maxlength": 3, "autocomplete": "off"},
+    )
+
+
+class _InMenu:
+    """The menu position of a page or a form posted with :func:`_menu_order_field`."""
+
+    menu_order: StringField
+
+    def order(self) -> int:
+        """The validated order as a number (blank: 0)."""
+        return int(self.menu_order.data or 0)
+
+
+class PageForm(_InMenu, PortalForm):
     title = StringField(
         _l("タイトル"),
         filters=[_strip],
@@ -102,17 +133,7 @@ class PageForm(PortalForm):
         render_kw={"rows": 20, "spellcheck": "false", "maxlength": False},
     )
     listed = BooleanField(_l("マイページとメニューに表示する"))
-    menu_order = StringField(
-        _l("表示順（0〜999、小さい順に表示）"),
-        default="0",
-        filters=[_order_text],
-        validators=[_menu_order],
-        render_kw={"inputmode": "numeric", "maxlength": 3, "autocomplete": "off"},
-    )
-
-    def order(self) -> int:
-        """The validated order as a number (blank: 0)."""
-        return int(self.menu_order.data or 0)
+    menu_order = _menu_order_field()
 
 
 class DeletePageForm(PortalForm):
@@ -240,11 +261,8 @@ class ImportForm(PortalForm):
 # --- member-area forms (issue 15) ------------------------------------------------------
 
 
-def _minutes(form: PortalForm, field: StringField) -> None:
-    """Blank means 0 (off); otherwise a whole number 0–1440."""
-    text = field.data if isinstance(field.data, str) else str(field.data or "")
-    if text and not (len(text) <= 4 and text.isascii() and text.isdigit() and int(text) <= 1440):
-        raise ValidationError(_l("分数は0〜1440の数字で入力してください（0は求めない）。"))
+# Blank means 0: no fresh second step asked for.
+_minutes = _whole_number(1440, _l("分数は0〜1440の数字で入力してください（0は求めない）。"))
 
 
 def _body(label):
@@ -260,7 +278,7 @@ def _body(label):
     )
 
 
-class FormEditorForm(PortalForm):
+class FormEditorForm(_InMenu, PortalForm):
     """The form editor's fixed part. Its field rows have numbered names
     (``field-3-label``) and are read by the view; ``op`` is the button pressed: ``save``
     (also when missing), ``add``, ``up-N``, ``down-N`` or ``remove-N``."""
@@ -290,13 +308,7 @@ class FormEditorForm(PortalForm):
         render_kw={"inputmode": "numeric", "maxlength": 4, "autocomplete": "off"},
     )
     listed = BooleanField(_l("マイページとメニューに表示する（受付中のときだけ）"))
-    menu_order = StringField(
-        _l("表示順（0〜999、小さい順に表示）"),
-        default="0",
-        filters=[_order_text],
-        validators=[_menu_order],
-        render_kw={"inputmode": "numeric", "maxlength": 3, "autocomplete": "off"},
-    )
+    menu_order = _menu_order_field()
     input_body = _body(_l("入力ページの本文（HTML）"))
     confirm_body = _body(_l("確認ページの本文（HTML）"))
     thanks_body = _body(_l("サンキューページの本文（HTML）"))
@@ -310,9 +322,6 @@ class FormEditorForm(PortalForm):
 
     def minutes(self) -> int:
         return int(self.step_up_minutes.data or 0)
-
-    def order(self) -> int:
-        return int(self.menu_order.data or 0)
 
 
 class FormOpenForm(PortalForm):
