@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -582,10 +582,14 @@ def answers_of(submission: FormSubmission) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def shown_answers(form: MemberForm, answers: Mapping[str, str]) -> list[tuple[Field, str]]:
+def shown_answers(
+    form: MemberForm, answers: Mapping[str, str], fields: Sequence[Field] | None = None
+) -> list[tuple[Field, str]]:
     """Each field of the form with its answer as people read it (:func:`shown`): the
-    confirm page's list, its ``%form:…%`` keywords and the receipt mail."""
-    return [(f, shown(f, answers.get(f.name, ""))) for f in fields_of(form)]
+    confirm page's list, its ``%form:…%`` keywords, the receipt mail and the operator's
+    list (which reads ``fields`` once for a page of rows)."""
+    fields = fields_of(form) if fields is None else fields
+    return [(f, shown(f, answers.get(f.name, ""))) for f in fields]
 
 
 def render_page(

@@ -473,20 +473,19 @@ def _iter(form: MemberForm, flt: SubmissionFilter, batch: int = 500) -> Iterator
 def _context(form: MemberForm, flt: SubmissionFilter, errors: dict[str, str]) -> dict:
     rows, next_before = _page(form, flt, id_arg("before"), PAGE_SIZE)
     fields = member_forms.fields_of(form)
-    submissions = [(s, member_forms.answers_of(s)) for s in rows]
+    submissions = [
+        (s, member_forms.shown_answers(form, member_forms.answers_of(s), fields)) for s in rows
+    ]
     return {
         "member_form": form,
         "fields": fields,
         "submissions": submissions,
         "shortened": any(
-            len(member_forms.shown(f, answers.get(f.name, ""))) > ANSWER_CHARS
-            for _s, answers in submissions
-            for f in fields
+            len(text) > ANSWER_CHARS for _s, cells in submissions for _f, text in cells
         ),
         "next_before": next_before,
         "args": _filter_args(),
         "errors": errors,
-        "shown": member_forms.shown,
         "answer_chars": ANSWER_CHARS,
         "count": member_forms.sent_count(form),
     }
