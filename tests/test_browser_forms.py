@@ -21,6 +21,7 @@ from browser_helpers import (
     sign_in_with_app,
     sign_out,
     wired_environment,
+    wrong_code,
 )
 from live_server import MemberSpec, app_secrets, enrol, run_server
 from mail_server import body_text
@@ -234,7 +235,7 @@ def test_without_javascript_the_check_is_a_page_of_its_own(browser, server, tmp_
             page.get_by_text("このフォームを送信するには、認証アプリの6桁のコード")
         ).to_be_visible()
         no_sideways_scroll(page, "the check as a page")
-        page.get_by_label("認証コード").fill("000000")
+        page.get_by_label("認証コード").fill(wrong_code(app_of(server, spec)))
         page.get_by_role("button", name="確認する").click()
         expect(page.get_by_text("認証コードが正しくありません。")).to_be_visible()
         page.get_by_label("認証コード").fill(app_of(server, spec).fresh_code())
